@@ -1,0 +1,293 @@
+"""Typed, frozen configuration of a run.
+
+The library never sees ``ml_collections``: ``experiments/`` turns its config
+files into a :class:`Config` with :func:`Config.from_dict`, which rejects
+unknown fields and bad values with one-line errors naming them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Mapping, Optional, Tuple
+
+
+class ConfigError(ValueError):
+  """A config field has a bad name, type or value."""
+
+
+def _check(cond: bool, field: str, value: Any, what: str) -> None:
+  if not cond:
+    raise ConfigError(f'config field {field}={value!r}: {what}')
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Where the training data comes from.
+
+  Attributes:
+    name: 'grid' (25 Gaussians, σ = 0.05), 'ring' (8 Gaussians, σ = 0.01),
+      'mixture' (``num_modes`` Gaussians in ``dim`` dimensions, means uniform
+      in [-scale, scale]^dim drawn with ``seed``), or 'npz' (a file).
+    path: the ``.npz`` file for name='npz'.
+    key: the array inside the npz (default: its only array).
+    dim, num_modes, std, scale, seed: the 'mixture' family. ``std`` > 0 also
+      overrides the σ of 'ring' and 'grid' (0 keeps the published value).
+  """
+
+  name: str = 'grid'
+  path: str = ''
+  key: str = ''
+  dim: int = 2
+  num_modes: int = 8
+  std: float = 0.0
+  scale: float = 1.0
+  seed: int = 0
+
+  def __post_init__(self):
+    _check(self.name in ('grid', 'ring', 'mixture', 'npz'), 'data.name', self.name,
+           "expected one of ['grid', 'mixture', 'npz', 'ring']")
+    _check(self.name != 'npz' or bool(self.path), 'data.path', self.path,
+           'name=npz needs a path to a .npz file')
+    _check(self.dim >= 1, 'data.dim', self.dim, 'must be >= 1')
+    _check(self.num_modes >= 1, 'data.num_modes', self.num_modes, 'must be >= 1')
+    _check(self.std >= 0, 'data.std', self.std, 'must be >= 0')
+    _check(self.scale > 0, 'data.scale', self.scale, 'must be > 0')
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Generator and discriminator.
+
+  Attributes:
+    arch: 'mlp' (vectors or flattened arrays) or 'resnet_sn' (the official
+      32×32 SN-ResNet pair, NHWC).
+    latent_dim: nz.
+    g_width, g_depth, d_width, d_depth: MLP hidden width and number of hidden
+      layers; for resnet_sn the widths are the channel counts (ngf, ndf).
+    activation: MLP hidden activation, 'relu' or 'leaky_relu' (slope 0.2).
+    d_spectral_norm: spectral norm on the MLP discriminator (resnet_sn always
+      has it, as the official nets).
+    sn_power_iterations: power iterations per training forward pass.
+    output_tanh: tanh on the MLP generator's output (images in [-1, 1]).
+  """
+
+  arch: str = 'mlp'
+  latent_dim: int = 16
+  g_width: int = 256
+  g_depth: int = 3
+  d_width: int = 256
+  d_depth: int = 3
+  activation: str = 'relu'
+  d_spectral_norm: bool = False
+  sn_power_iterations: int = 5
+  output_tanh: bool = False
+
+  def __post_init__(self):
+    _check(self.arch in ('mlp', 'resnet_sn'), 'model.arch', self.arch,
+           "expected one of ['mlp', 'resnet_sn']")
+    _check(self.activation in ('relu', 'leaky_relu'), 'model.activation',
+           self.activation, "expected one of ['leaky_relu', 'relu']")
+    for f in ('latent_dim', 'g_width', 'd_width'):
+      _check(getattr(self, f) >= 1, f'model.{f}', getattr(self, f), 'must be >= 1')
+    for f in ('g_depth', 'd_depth', 'sn_power_iterations'):
+      _check(getattr(self, f) >= 0, f'model.{f}', getattr(self, f), 'must be >= 0')
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  """An optax optimiser whose learning rate steps with the outer loop.
+
+  Attributes:
+    name: 'rmsprop' (PyTorch semantics: decay 0.99, eps outside the sqrt),
+      'adam' or 'sgd'.
+    learning_rate: the initial rate.
+    decay: RMSprop's smoothing constant (PyTorch's alpha).
+    b1, b2: Adam's betas.
+    eps: numerical epsilon.
+    lr_decay_boundaries: outer-loop indices at which the rate is multiplied
+      by ``lr_decay_factor`` (official MNIST: (400, 800)).
+    lr_decay_factor: the multiplier.
+  """
+
+  name: str = 'rmsprop'
+  learning_rate: float = 1e-4
+  decay: float = 0.99
+  b1: float = 0.9
+  b2: float = 0.999
+  eps: float = 1e-8
+  lr_decay_boundaries: Tuple[int, ...] = ()
+  lr_decay_factor: float = 0.5
+
+  def __post_init__(self):
+    _check(self.name in ('rmsprop', 'adam', 'sgd'), 'optimizer.name', self.name,
+           "expected one of ['adam', 'rmsprop', 'sgd']")
+    _check(self.learning_rate > 0, 'optimizer.learning_rate', self.learning_rate,
+           'must be > 0')
+    _check(0 <= self.decay < 1, 'optimizer.decay', self.decay, 'must be in [0, 1)')
+    _check(0 <= self.b1 < 1 and 0 <= self.b2 < 1, 'optimizer.b1/b2',
+           (self.b1, self.b2), 'must be in [0, 1)')
+    _check(self.eps > 0, 'optimizer.eps', self.eps, 'must be > 0')
+    _check(list(self.lr_decay_boundaries) == sorted(self.lr_decay_boundaries),
+           'optimizer.lr_decay_boundaries', self.lr_decay_boundaries,
+           'must be increasing')
+
+
+@dataclasses.dataclass(frozen=True)
+class VGrowConfig:
+  """The VGrow outer loop (MATH.md §1; official defaults in brackets).
+
+  Attributes:
+    divergence: 'kl' | 'js' | 'logd' | 'jeffreys' ['kl'].
+    batch_size: real and pool minibatch size [64].
+    pool_batches: nPool; the pool holds pool_batches × batch_size particles [20].
+    particle_steps: T, particle moves per outer loop [20].
+    d_steps: U, logistic discriminator steps before each move [1].
+    g_passes: L, passes of least-squares generator fitting over the pool [5].
+    g_passes_schedule: ((from_loop, passes), ...) raising L with the loop
+      index (official: ((200, 10), (1000, 15), (1500, 20))).
+    step_size: η [0.5].
+    clip: (lo, hi) bounds for the particles [(-1, 1) for images], or None.
+    clip_to_data_range: clip to the range of the training data instead.
+    jeffreys_max_scale: upper clip of s(d) for Jeffreys [100].
+  """
+
+  divergence: str = 'kl'
+  batch_size: int = 64
+  pool_batches: int = 20
+  particle_steps: int = 20
+  d_steps: int = 1
+  g_passes: int = 5
+  g_passes_schedule: Tuple[Tuple[int, int], ...] = ()
+  step_size: float = 0.5
+  clip: Optional[Tuple[float, float]] = None
+  clip_to_data_range: bool = False
+  jeffreys_max_scale: float = 100.0
+
+  def __post_init__(self):
+    from vgrow_jax import divergences  # pylint: disable=g-import-not-at-top
+    try:
+      divergences.get(self.divergence)
+    except ValueError as e:
+      raise ConfigError(f'config field vgrow.divergence={self.divergence!r}: {e}') from None
+    for f in ('batch_size', 'pool_batches'):
+      _check(getattr(self, f) >= 1, f'vgrow.{f}', getattr(self, f), 'must be >= 1')
+    for f in ('particle_steps', 'd_steps', 'g_passes'):
+      _check(getattr(self, f) >= 0, f'vgrow.{f}', getattr(self, f), 'must be >= 0')
+    _check(self.step_size > 0, 'vgrow.step_size', self.step_size, 'must be > 0')
+    _check(self.clip is None or (len(self.clip) == 2 and self.clip[0] < self.clip[1]),
+           'vgrow.clip', self.clip, 'must be None or (lo, hi) with lo < hi')
+    _check(self.jeffreys_max_scale > 1, 'vgrow.jeffreys_max_scale',
+           self.jeffreys_max_scale, 'must be > 1')
+    starts = [s for s, _ in self.g_passes_schedule]
+    _check(starts == sorted(starts) and all(p >= 0 for _, p in self.g_passes_schedule),
+           'vgrow.g_passes_schedule', self.g_passes_schedule,
+           'must be increasing (from_loop, passes >= 0) pairs')
+
+  @property
+  def pool_size(self) -> int:
+    return self.batch_size * self.pool_batches
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+  """The outer training loop.
+
+  Attributes:
+    seed: every random draw is fold_in(seed, outer_loop), so resume is exact.
+    num_outer_loops: total outer loops; raising it and rerunning continues.
+    log_every: loops between progress lines and metrics.jsonl records.
+    checkpoint_every: loops between checkpoints (one is always written last).
+    keep_checkpoints: how many checkpoints orbax keeps.
+    eval_samples: samples scored by the mode metrics.
+  """
+
+  seed: int = 0
+  num_outer_loops: int = 100
+  log_every: int = 25
+  checkpoint_every: int = 100
+  keep_checkpoints: int = 3
+  eval_samples: int = 2500
+
+  def __post_init__(self):
+    _check(self.num_outer_loops >= 0, 'training.num_outer_loops',
+           self.num_outer_loops, 'must be >= 0')
+    for f in ('log_every', 'checkpoint_every', 'keep_checkpoints', 'eval_samples'):
+      _check(getattr(self, f) >= 1, f'training.{f}', getattr(self, f), 'must be >= 1')
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """A whole run."""
+
+  method: str = 'vgrow'
+  data: DataConfig = DataConfig()
+  model: ModelConfig = ModelConfig()
+  vgrow: VGrowConfig = VGrowConfig()
+  g_optimizer: OptimizerConfig = OptimizerConfig()
+  d_optimizer: OptimizerConfig = OptimizerConfig()
+  training: TrainingConfig = TrainingConfig()
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: Mapping[str, Any]) -> 'Config':
+    """Builds a Config from nested mappings; unknown fields are errors."""
+    return _from_dict(cls, d, prefix='')
+
+
+def _coerce(tp: Any, value: Any, field: str) -> Any:
+  """Converts JSON/ml_collections values (lists, ints) to the field's type."""
+  origin = typing.get_origin(tp)
+  args = typing.get_args(tp)
+  if origin is typing.Union:  # Optional[X]
+    if value is None:
+      return None
+    inner = [a for a in args if a is not type(None)]
+    return _coerce(inner[0], value, field)
+  if origin is tuple:
+    if not isinstance(value, (list, tuple)):
+      raise ConfigError(f'config field {field}={value!r}: expected a sequence')
+    if len(args) == 2 and args[1] is Ellipsis:
+      return tuple(_coerce(args[0], v, field) for v in value)
+    if len(args) != len(value):
+      raise ConfigError(f'config field {field}={value!r}: expected {len(args)} items')
+    return tuple(_coerce(a, v, field) for a, v in zip(args, value))
+  if tp is float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise ConfigError(f'config field {field}={value!r}: expected a float')
+    return float(value)
+  if tp is int:
+    if isinstance(value, bool) or not (isinstance(value, int) or
+                                       (isinstance(value, float) and value.is_integer())):
+      raise ConfigError(f'config field {field}={value!r}: expected an int')
+    return int(value)
+  if tp is bool:
+    if not isinstance(value, bool):
+      raise ConfigError(f'config field {field}={value!r}: expected a bool')
+    return value
+  if tp is str:
+    if not isinstance(value, str):
+      raise ConfigError(f'config field {field}={value!r}: expected a string')
+    return value
+  return value
+
+
+def _from_dict(cls: Any, d: Mapping[str, Any], prefix: str) -> Any:
+  if not isinstance(d, Mapping):
+    raise ConfigError(f'config field {prefix.rstrip(".") or "<root>"}={d!r}: expected a mapping')
+  hints = typing.get_type_hints(cls)
+  names = {f.name for f in dataclasses.fields(cls)}
+  unknown = sorted(set(d) - names)
+  if unknown:
+    raise ConfigError(
+        f'unknown config field {prefix}{unknown[0]}; known fields here: {sorted(names)}')
+  kwargs = {}
+  for name, value in d.items():
+    tp = hints[name]
+    if dataclasses.is_dataclass(tp):
+      kwargs[name] = _from_dict(tp, value, prefix=f'{prefix}{name}.')
+    else:
+      kwargs[name] = _coerce(tp, value, f'{prefix}{name}')
+  return cls(**kwargs)

@@ -1,0 +1,238 @@
+"""Generators and discriminators (Flax Linen) and a functional wrapper.
+
+Every module is called as ``module.apply(variables, x, train=...)``; the
+mutable collection ``batch_stats`` holds BatchNorm running statistics and the
+spectral-norm power-iteration vectors. :class:`Net` hides that behind two
+pure functions, ``train_apply`` (updates the state) and ``eval_apply`` (does
+not), so the training step never needs to know which layers a net has.
+
+Nets:
+  * :class:`MLPGenerator` / :class:`MLPDiscriminator`: vectors (any example
+    shape, flattened), configurable width and depth, optional spectral norm.
+  * :class:`ResNetGenerator` / :class:`ResNetDiscriminator`: the official
+    VGrow SN-ResNet pair for 32×32 images (``xjtuygao/VGrow`` network.py),
+    at any width, in NHWC layout. Spectral norm on every weight with
+    ``sn_power_iterations`` steps, BatchNorm in G only, N(0, 0.02) init.
+    The official code applies ``ReLU(inplace=True)`` to a block's input, so
+    its shortcut branch also sees the activated input; we compute that same
+    function (``shortcut(relu(x))``) and say so here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vgrow_jax import config as config_lib
+
+Array = jax.Array
+
+_normal002 = nn.initializers.normal(0.02)
+
+
+def _activation(name: str) -> Callable[[Array], Array]:
+  if name == 'relu':
+    return nn.relu
+  if name == 'leaky_relu':
+    return lambda x: nn.leaky_relu(x, 0.2)
+  raise ValueError(f'unknown activation {name!r}; expected relu or leaky_relu')
+
+
+class _MaybeSN(nn.Module):
+  """A layer, spectrally normalised when ``sn_steps`` > 0."""
+
+  layer: nn.Module
+  sn_steps: int
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    if self.sn_steps <= 0:
+      return self.layer(x)
+    return nn.SpectralNorm(self.layer, n_steps=self.sn_steps)(x, update_stats=train)
+
+
+class MLPGenerator(nn.Module):
+  """z ``[B, nz]`` -> x ``[B, *out_shape]`` through ``depth`` hidden layers."""
+
+  out_shape: Tuple[int, ...]
+  width: int = 256
+  depth: int = 3
+  activation: str = 'relu'
+  output_tanh: bool = False
+
+  @nn.compact
+  def __call__(self, z, *, train: bool = False):
+    del train
+    act = _activation(self.activation)
+    h = z
+    for _ in range(self.depth):
+      h = act(nn.Dense(self.width)(h))
+    h = nn.Dense(math.prod(self.out_shape))(h)
+    if self.output_tanh:
+      h = jnp.tanh(h)
+    return h.reshape((z.shape[0],) + tuple(self.out_shape))
+
+
+class MLPDiscriminator(nn.Module):
+  """x ``[B, ...]`` -> logit ``[B]`` (real = 1)."""
+
+  width: int = 256
+  depth: int = 3
+  activation: str = 'relu'
+  sn_steps: int = 0
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    act = _activation(self.activation)
+    h = x.reshape((x.shape[0], -1))
+    for _ in range(self.depth):
+      h = act(_MaybeSN(nn.Dense(self.width), self.sn_steps)(h, train=train))
+    return _MaybeSN(nn.Dense(1), self.sn_steps)(h, train=train)[:, 0]
+
+
+def _upsample2(x):  # nearest neighbour, [B, H, W, C] -> [B, 2H, 2W, C]
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def _avgpool2(x):
+  return nn.avg_pool(x, (2, 2), strides=(2, 2))
+
+
+def _sn_conv(features, kernel, sn_steps):
+  conv = nn.Conv(features, (kernel, kernel), padding='SAME', use_bias=False,
+                 kernel_init=_normal002)
+  return _MaybeSN(conv, sn_steps)
+
+
+class _ResBlockUp(nn.Module):
+  width: int
+  sn_steps: int
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    x = _upsample2(nn.relu(x))
+    shortcut = _sn_conv(self.width, 1, self.sn_steps)(x, train=train)
+    h = _sn_conv(self.width, 3, self.sn_steps)(x, train=train)
+    h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                     scale_init=lambda k, s, d=jnp.float32: 1 + 0.02 * jax.random.normal(k, s, d))(h)
+    h = _sn_conv(self.width, 3, self.sn_steps)(nn.relu(h), train=train)
+    return h + shortcut
+
+
+class ResNetGenerator(nn.Module):
+  """Official SN-ResNet G: z ``[B, nz]`` -> images ``[B, 32, 32, C]`` in [-1, 1]."""
+
+  channels: int = 3
+  width: int = 128
+  sn_steps: int = 5
+
+  @nn.compact
+  def __call__(self, z, *, train: bool = False):
+    dense = nn.Dense(16 * self.width, kernel_init=_normal002,
+                     bias_init=nn.initializers.zeros)
+    h = _MaybeSN(dense, self.sn_steps)(z, train=train)
+    # PyTorch views the 16·ngf vector as [ngf, 4, 4]; keep that order, then NHWC.
+    h = h.reshape(z.shape[0], self.width, 4, 4).transpose(0, 2, 3, 1)  # [B, 4, 4, W]
+    for _ in range(3):
+      h = _ResBlockUp(self.width, self.sn_steps)(h, train=train)  # -> [B, 32, 32, W]
+    h = _sn_conv(self.channels, 3, self.sn_steps)(nn.relu(h), train=train)
+    return jnp.tanh(h)
+
+
+class _ResBlockDown(nn.Module):
+  width: int
+  sn_steps: int
+  down: bool
+  first: bool
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    if not self.first:
+      x = nn.relu(x)
+    h = _sn_conv(self.width, 3, self.sn_steps)(x, train=train)
+    h = _sn_conv(self.width, 3, self.sn_steps)(nn.relu(h), train=train)
+    if self.down:
+      h = _avgpool2(h)
+      shortcut = _avgpool2(_sn_conv(self.width, 1, self.sn_steps)(x, train=train))
+    else:
+      shortcut = x
+    return h + shortcut
+
+
+class ResNetDiscriminator(nn.Module):
+  """Official SN-ResNet D: images ``[B, 32, 32, C]`` -> logit ``[B]``."""
+
+  width: int = 128
+  sn_steps: int = 5
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    h = x
+    for i, down in enumerate((True, True, False, False)):
+      h = _ResBlockDown(self.width, self.sn_steps, down=down, first=i == 0)(h, train=train)
+    h = nn.relu(h).sum(axis=(1, 2))  # [B, W]
+    dense = nn.Dense(1, kernel_init=_normal002, bias_init=nn.initializers.zeros)
+    return _MaybeSN(dense, self.sn_steps)(h, train=train)[:, 0]
+
+
+class Net(NamedTuple):
+  """A module as pure functions of (params, state).
+
+  Attributes:
+    module: the Flax module.
+    init: ``key, example -> (params, state)``.
+    train_apply: ``params, state, x -> (y, new_state)`` (batch statistics,
+      power iterations updated).
+    eval_apply: ``params, state, x -> y`` (state read only).
+  """
+
+  module: nn.Module
+  init: Callable[..., Tuple[Any, Any]]
+  train_apply: Callable[..., Tuple[Array, Any]]
+  eval_apply: Callable[..., Array]
+
+
+def as_net(module: nn.Module) -> Net:
+  """Wraps a module taking ``(x, *, train)`` into a :class:`Net`."""
+
+  def init(key, example):
+    variables = module.init({'params': key}, example, train=False)
+    params = variables['params']
+    state = {k: v for k, v in variables.items() if k != 'params'}
+    return params, state
+
+  def train_apply(params, state, x):
+    y, new_state = module.apply({'params': params, **state}, x, train=True,
+                                mutable=list(state.keys()))
+    return y, dict(new_state)
+
+  def eval_apply(params, state, x):
+    return module.apply({'params': params, **state}, x, train=False)
+
+  return Net(module, init, train_apply, eval_apply)
+
+
+def build(cfg: config_lib.ModelConfig, data_shape: Tuple[int, ...]) -> Tuple[Net, Net]:
+  """The (generator, discriminator) pair a :class:`ModelConfig` names.
+
+  Raises:
+    ValueError: resnet_sn with data that is not ``[32, 32, C]``.
+  """
+  if cfg.arch == 'mlp':
+    g = MLPGenerator(tuple(data_shape), cfg.g_width, cfg.g_depth, cfg.activation,
+                     cfg.output_tanh)
+    d = MLPDiscriminator(cfg.d_width, cfg.d_depth, cfg.activation,
+                         cfg.sn_power_iterations if cfg.d_spectral_norm else 0)
+    return as_net(g), as_net(d)
+  if cfg.arch == 'resnet_sn':
+    if len(data_shape) != 3 or tuple(data_shape[:2]) != (32, 32):
+      raise ValueError(f'model.arch=resnet_sn needs 32x32 images [32, 32, C], '
+                       f'got example shape {tuple(data_shape)}')
+    g = ResNetGenerator(data_shape[2], cfg.g_width, cfg.sn_power_iterations)
+    d = ResNetDiscriminator(cfg.d_width, cfg.sn_power_iterations)
+    return as_net(g), as_net(d)
+  raise ValueError(f'unknown model.arch {cfg.arch!r}; expected mlp or resnet_sn')
