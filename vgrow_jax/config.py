@@ -228,6 +228,11 @@ class Config:
   d_optimizer: OptimizerConfig = OptimizerConfig()
   training: TrainingConfig = TrainingConfig()
 
+  def __post_init__(self):
+    from vgrow_jax import method  # pylint: disable=g-import-not-at-top
+    _check(self.method in method.NAMES, 'method', self.method,
+           f'expected one of {list(method.NAMES)}')
+
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
 

@@ -171,3 +171,17 @@ def load(cfg: config_lib.DataConfig) -> Dataset:
     return from_npz(cfg.path, key=cfg.key)
   raise DataError(f'unknown dataset {cfg.name!r}; expected one of '
                   "['grid', 'mixture', 'npz', 'ring']")
+
+
+def _no_samples(arrays, key, n):
+  raise DataError('this dataset is a shape-only spec and cannot be sampled; '
+                  'load the training data with data.load')
+
+
+def spec(shape: Tuple[int, ...], value_range: Tuple[float, float], *,
+         name: str = 'spec', modes: Optional[np.ndarray] = None,
+         std: Optional[float] = None) -> Dataset:
+  """A shape-only Dataset: enough to rebuild a model without the training data."""
+  return Dataset(name=name, arrays={}, sample=_no_samples, shape=tuple(shape),
+                 value_range=tuple(value_range),
+                 modes=None if modes is None else np.asarray(modes, np.float32), std=std)

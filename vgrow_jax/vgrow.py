@@ -158,7 +158,9 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     if clip is not None:
       x = jnp.clip(x, clip[0], clip[1])
     field_norm = jnp.mean(jnp.sqrt(jnp.sum(h.reshape(pool, -1) ** 2, axis=1)))
-    metrics = {**jax.tree.map(jnp.mean, d_metrics), 'field_norm': field_norm}
+    metrics = {'field_norm': field_norm}
+    if vc.d_steps:
+      metrics.update(jax.tree.map(jnp.mean, d_metrics))
     return (d_params, d_state, d_opt_state, x), metrics
 
   def fit_generator(key, num_passes, g_params, g_state, g_opt_state, z, x):
@@ -181,8 +183,9 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
       return g_params, g_state, g_opt_state, jnp.mean(losses)
 
     # A while loop, because L may change with the outer loop: one compile.
+    # g_loss stays 0 when L = 0 (nothing was fitted).
     return jax.lax.fori_loop(0, num_passes, one_pass,
-                             (g_params, g_state, g_opt_state, jnp.float32(jnp.nan)))
+                             (g_params, g_state, g_opt_state, jnp.float32(0.0)))
 
   def step(state: VGrowState, data_arrays: Any) -> Tuple[VGrowState, Dict[str, Array]]:
     key = jax.random.fold_in(base_key, state.step)
@@ -205,7 +208,7 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
 
     shift = jnp.sqrt(jnp.sum((x - x0).reshape(pool, -1) ** 2, axis=1))
     metrics = {
-        **jax.tree.map(jnp.mean, move_metrics),
+        **(jax.tree.map(jnp.mean, move_metrics) if vc.particle_steps else {}),
         'g_loss': g_loss,
         'g_passes': num_passes,
         'particle_shift': jnp.mean(shift),

@@ -1,0 +1,18 @@
+"""Turns the library's typed defaults into an ml_collections ConfigDict."""
+
+from ml_collections import config_dict
+
+from vgrow_jax import config as config_lib
+
+# Fields whose default is None get a typed placeholder, so that they can
+# still be set from the command line (--config.vgrow.clip='(-1., 1.)').
+_OPTIONAL = {('vgrow', 'clip'): tuple}
+
+
+def library_defaults() -> config_dict.ConfigDict:
+  """A ConfigDict with exactly the fields (and defaults) of vgrow_jax.Config."""
+  d = config_lib.Config().to_dict()
+  for (section, field), tp in _OPTIONAL.items():
+    if d[section][field] is None:
+      d[section][field] = config_dict.placeholder(tp)
+  return config_dict.ConfigDict(d)

@@ -1,0 +1,7 @@
+"""VGrow with the jeffreys divergence on the 5×5 grid (the default otherwise)."""
+
+from experiments.configs import default
+
+
+def get_config():
+  return default.get_config('jeffreys')

@@ -1,0 +1,44 @@
+"""Writes samples from a workdir's latest checkpoint:
+``vgrow-sample --workdir=W --num=2500 --out=samples.npz``.
+
+The npz holds ``samples`` [num, ...] and the latents ``z`` [num, nz].
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+import jax
+import numpy as np
+
+from experiments import cli
+from vgrow_jax import train
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir.', required=True)
+_NUM = flags.DEFINE_integer('num', 2500, 'How many samples.', lower_bound=1)
+_OUT = flags.DEFINE_string('out', 'samples.npz', 'Output .npz path.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the latents.')
+_STEP = flags.DEFINE_integer('step', None, 'Checkpoint (outer loop) to use; default latest.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  cli.setup_logging()
+  try:
+    _, method, state = train.restore(_WORKDIR.value, _STEP.value)
+  except (FileNotFoundError, ValueError) as e:
+    sys.exit(f'vgrow-sample: {e}')
+  z = jax.random.normal(jax.random.PRNGKey(_SEED.value), (_NUM.value, method.latent_dim))
+  samples = train.generate(method, state, z)
+  np.savez(_OUT.value, samples=samples, z=np.asarray(z))
+  print(f'wrote {samples.shape[0]} samples of shape {samples.shape[1:]} from outer loop '
+        f'{int(state.step)} to {_OUT.value}')
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()
