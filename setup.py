@@ -25,7 +25,7 @@ setup(
         'matplotlib>=3.8',
     ],
     extras_require={
-        'test': ['pytest>=8', 'pytest-xdist>=3.5'],
+        'test': ['pytest>=8', 'pytest-xdist>=3.5', 'scipy>=1.11'],
     },
     entry_points={
         'console_scripts': [

@@ -78,6 +78,11 @@ def num_g_passes(cfg: config_lib.VGrowConfig, outer_loop: Array) -> Array:
   return passes
 
 
+def loop_keys(base_key: Array, outer_loop: Array) -> Tuple[Array, Array, Array]:
+  """(pool, move, fit) keys of an outer loop: fold_in(base_key, loop) split in 3."""
+  return tuple(jax.random.split(jax.random.fold_in(base_key, outer_loop), 3))
+
+
 def divergence_of(cfg: config_lib.VGrowConfig) -> divergences.Divergence:
   div = divergences.get(cfg.divergence)
   if div.name == 'jeffreys':
@@ -188,8 +193,7 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
                              (g_params, g_state, g_opt_state, jnp.float32(0.0)))
 
   def step(state: VGrowState, data_arrays: Any) -> Tuple[VGrowState, Dict[str, Array]]:
-    key = jax.random.fold_in(base_key, state.step)
-    k_pool, k_move, k_fit = jax.random.split(key, 3)
+    k_pool, k_move, k_fit = loop_keys(base_key, state.step)
     g_lr = optim.learning_rate(cfg.g_optimizer, state.step)
     d_lr = optim.learning_rate(cfg.d_optimizer, state.step)
     g_opt_state = optim.with_learning_rate(state.g_opt_state, g_lr)
