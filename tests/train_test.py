@@ -1,0 +1,140 @@
+"""The trainer and the apps: workdir contents, exact resume, user data, errors."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from vgrow_jax import config as config_lib
+from vgrow_jax import train
+
+
+def tiny(num_loops, **data_kw):
+  return config_lib.Config(
+      data=config_lib.DataConfig(**(data_kw or {'name': 'ring'})),
+      model=config_lib.ModelConfig(latent_dim=4, g_width=16, g_depth=1, d_width=16, d_depth=1),
+      vgrow=config_lib.VGrowConfig(batch_size=16, pool_batches=2, particle_steps=2,
+                                   g_passes=1, step_size=0.1),
+      training=config_lib.TrainingConfig(num_outer_loops=num_loops, log_every=2,
+                                         checkpoint_every=2, eval_samples=200))
+
+
+def test_workdir_contents_and_metrics(tmp_path):
+  wd = str(tmp_path / 'run')
+  out = train.train_and_evaluate(tiny(4), wd)
+  for name in ('config.json', 'data_spec.json', 'metrics.jsonl', 'samples.png', 'flow.png'):
+    assert os.path.getsize(os.path.join(wd, name)) > 0, name
+  assert sorted(os.listdir(os.path.join(wd, 'checkpoints'))) == ['2', '4']
+  records = [json.loads(l) for l in open(os.path.join(wd, 'metrics.jsonl'))]
+  assert [r['loop'] for r in records] == [2, 4]
+  for key in ('train_d_loss', 'train_g_loss', 'train_field_norm', 'eval_modes',
+              'eval_high_quality', 'eval_reverse_kl', 'loops_per_sec', 'eta_sec'):
+    assert key in records[-1], key
+  assert records[-1]['eval_num_modes'] == 8
+  assert config_lib.Config.from_dict(json.load(open(os.path.join(wd, 'config.json')))) == tiny(4)
+  assert out['loop'] == 4 and 'modes' in out['summary'] and 'high quality' in out['summary']
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+  straight, resumed = str(tmp_path / 'a'), str(tmp_path / 'b')
+  train.train_and_evaluate(tiny(6), straight)
+  train.train_and_evaluate(tiny(2), resumed)
+  train.train_and_evaluate(tiny(6), resumed)  # more loops than before: continues
+  _, _, s1 = train.restore(straight)
+  _, _, s2 = train.restore(resumed)
+  assert int(s1.step) == int(s2.step) == 6
+  chex.assert_trees_all_equal(s1, s2)
+  loops = [json.loads(l)['loop'] for l in open(os.path.join(resumed, 'metrics.jsonl'))]
+  assert loops == [2, 4, 6]
+
+
+def test_rerun_with_same_loops_does_not_retrain(tmp_path):
+  wd = str(tmp_path / 'w')
+  train.train_and_evaluate(tiny(2), wd)
+  mtime = os.path.getmtime(os.path.join(wd, 'checkpoints', '2'))
+  out = train.train_and_evaluate(tiny(2), wd)
+  assert out['loop'] == 2
+  assert os.path.getmtime(os.path.join(wd, 'checkpoints', '2')) == mtime
+
+
+def test_trains_on_user_npz_data(tmp_path):
+  x = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32) + 5
+  path = str(tmp_path / 'mine.npz')
+  np.savez(path, points=x)
+  wd = str(tmp_path / 'w')
+  out = train.train_and_evaluate(tiny(2, name='npz', path=path), wd)
+  assert out['loop'] == 2 and out['eval_finite_fraction'] == 1.0
+  _, method, state = train.restore(wd)
+  s = train.sample(method, state, 7)
+  assert s.shape == (7, 3)
+
+
+def test_non_finite_training_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  wd = str(tmp_path / 'w')
+  cfg = tiny(2)
+  train.train_and_evaluate(cfg, wd)
+  bad = dataclasses.replace(cfg, vgrow=dataclasses.replace(cfg.vgrow, step_size=1e38),
+                            training=dataclasses.replace(cfg.training, num_outer_loops=4))
+  with pytest.raises(FloatingPointError, match='at outer loop 4'):
+    train.train_and_evaluate(bad, wd)
+  assert sorted(os.listdir(os.path.join(wd, 'checkpoints'))) == ['2']
+
+
+def _run(args, cwd):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  return subprocess.run([sys.executable, '-m'] + args, cwd=cwd, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+SMALL = ['--config.training.num_outer_loops=2', '--config.training.log_every=1',
+         '--config.vgrow.batch_size=16', '--config.vgrow.pool_batches=2',
+         '--config.vgrow.particle_steps=1', '--config.model.g_width=16',
+         '--config.model.d_width=16', '--config.training.eval_samples=100']
+
+
+def test_apps_train_resume_and_sample(tmp_path):
+  wd = str(tmp_path / 'w')
+  r = _run(['experiments.main', f'--workdir={wd}'] + SMALL, cwd=str(tmp_path))
+  assert r.returncode == 0, r.stderr
+  summary = r.stdout.strip().splitlines()[-1]
+  assert summary.startswith('vgrow (kl) on grid: 2 outer loops, modes ') and summary.endswith(' s')
+  assert 'loop 2/2' in r.stderr
+  out = str(tmp_path / 's.npz')
+  r = _run(['experiments.sample', f'--workdir={wd}', '--num=50', f'--out={out}'], cwd=str(tmp_path))
+  assert r.returncode == 0, r.stderr
+  assert np.load(out)['samples'].shape == (50, 2)
+
+
+@pytest.mark.parametrize('flag,message', [
+    ('--config.vgrow.divergence=hellinger', "vgrow.divergence='hellinger'"),
+    ('--config.data.name=moons', "data.name='moons'"),
+    ('--config.vgrow.step_size=-1.0', 'vgrow.step_size=-1.0: must be > 0'),
+])
+def test_app_bad_config_is_a_one_line_error(tmp_path, flag, message):
+  r = _run(['experiments.main', f'--workdir={tmp_path}/w', flag], cwd=str(tmp_path))
+  assert r.returncode != 0
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('vgrow-train: ') and message in lines[0], r.stderr
+
+
+def test_app_bad_npz_is_a_one_line_error(tmp_path):
+  path = str(tmp_path / 'bad.npz')
+  np.savez(path, x=np.array([[1.0, np.nan]]))
+  r = _run(['experiments.main', f'--workdir={tmp_path}/w', '--config.data.name=npz',
+            f'--config.data.path={path}'], cwd=str(tmp_path))
+  last = r.stderr.strip().splitlines()[-1]
+  assert r.returncode != 0 and 'Traceback' not in r.stderr, r.stderr
+  assert last == ("vgrow-train: bad.npz: data has 1 non-finite values, first at index (0, 1): nan")
+
+
+def test_sample_app_without_checkpoint_is_a_clear_error(tmp_path):
+  r = _run(['experiments.sample', f'--workdir={tmp_path}'], cwd=str(tmp_path))
+  assert r.returncode != 0
+  assert r.stderr.strip().splitlines() == [
+      f"vgrow-sample: no config.json in workdir '{tmp_path}': is it a training workdir?"]
