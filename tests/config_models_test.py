@@ -1,0 +1,96 @@
+"""Typed configs (errors name the field) and the nets (official SN-ResNet shapes)."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vgrow_jax import config as config_lib
+from vgrow_jax import models
+
+
+def test_config_round_trips_through_a_dict():
+  cfg = config_lib.Config(vgrow=config_lib.VGrowConfig(clip=(-1.0, 1.0),
+                                                       g_passes_schedule=((200, 10),)))
+  assert config_lib.Config.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize('d,message', [
+    ({'vgrow': {'step_sise': 0.1}}, r'unknown config field vgrow\.step_sise'),
+    ({'vgrow': {'batch_size': 'big'}}, r"vgrow\.batch_size='big': expected an int"),
+    ({'vgrow': {'pool_batches': 0}}, r'vgrow\.pool_batches=0: must be >= 1'),
+    ({'method': 'gan9'}, r"method='gan9': expected one of \['vgrow'\]"),
+    ({'model': {'arch': 'transformer'}}, r"model\.arch='transformer'"),
+    ({'g_optimizer': {'name': 'lion'}}, r"optimizer\.name='lion'"),
+    ({'data': {'name': 'npz'}}, r"data\.path='': name=npz needs a path"),
+])
+def test_bad_config_fields_are_named(d, message):
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.Config.from_dict(d)
+
+
+def _count(tree):
+  return sum(x.size for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize('width,channels', [(32, 1), (128, 3)])
+def test_resnet_sn_has_the_official_parameter_count(width, channels):
+  # network.py: G = SN-Linear(nz, 16w) + 3 up-blocks (two 3x3 convs, a 1x1
+  # shortcut, BN) + a 3x3 conv to C; D = 4 blocks (two 3x3 convs; 1x1
+  # shortcut in the two down blocks; the first from C) + SN-Linear(w, 1).
+  nz, w, c = 128, width, channels
+  g_expected = (nz * 16 * w + 16 * w) + 3 * (2 * 9 * w * w + w * w + 2 * w) + 9 * w * c
+  d_expected = (9 * c * w + 9 * w * w + c * w) + (2 * 9 * w * w + w * w) + 2 * (2 * 9 * w * w) + w + 1
+  cfg = config_lib.ModelConfig(arch='resnet_sn', latent_dim=nz, g_width=w, d_width=w)
+  g, d = models.build(cfg, (32, 32, c))
+  gp, gs = g.init(jax.random.PRNGKey(0), jnp.zeros((1, nz)))
+  dp, ds = d.init(jax.random.PRNGKey(1), jnp.zeros((1, 32, 32, c)))
+  assert _count(gp) == g_expected and _count(dp) == d_expected
+  x, _ = g.train_apply(gp, gs, jax.random.normal(jax.random.PRNGKey(2), (3, nz)))
+  assert x.shape == (3, 32, 32, c) and float(jnp.abs(x).max()) <= 1.0
+  assert d.eval_apply(dp, ds, x).shape == (3,)
+
+
+def test_resnet_sn_weights_are_spectrally_normalised():
+  # After enough training-mode passes the stored σ equals the top singular
+  # value of each (reshaped) kernel, and the effective kernel has norm 1.
+  cfg = config_lib.ModelConfig(arch='resnet_sn', latent_dim=8, g_width=8, d_width=8,
+                               sn_power_iterations=5)
+  _, d = models.build(cfg, (32, 32, 1))
+  dp, ds = d.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1)))
+  x = jnp.zeros((2, 32, 32, 1))
+  for _ in range(20):
+    _, ds = d.train_apply(dp, ds, x)
+  flat_p = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(dp)}
+  checked = 0
+  for path, sigma in jax.tree_util.tree_leaves_with_path(ds['batch_stats']):
+    name = jax.tree_util.keystr(path)
+    if not name.endswith("/sigma']"):
+      continue
+    # ['<block>']['_MaybeSN_i']['SpectralNorm_0']['Conv_j/kernel/sigma'] holds σ of
+    # the parameter ['<block>']['Conv_j']['kernel'].
+    block = name.split("['_MaybeSN_")[0]
+    layer = name.rsplit("['", 1)[1].split('/')[0]
+    kernel = flat_p[f"{block}['{layer}']['kernel']"]
+    w = np.asarray(kernel).reshape(-1, kernel.shape[-1])
+    np.testing.assert_allclose(float(sigma), np.linalg.svd(w, compute_uv=False)[0], rtol=1e-3)
+    checked += 1
+  assert checked == 11  # 8 convs + 2 shortcuts (down blocks) + the linear layer
+
+
+def test_resnet_rejects_other_image_sizes():
+  cfg = config_lib.ModelConfig(arch='resnet_sn')
+  with pytest.raises(ValueError, match=r'needs 32x32 images \[32, 32, C\], got example shape \(28, 28, 1\)'):
+    models.build(cfg, (28, 28, 1))
+
+
+def test_mlp_generator_reshapes_to_the_example_shape():
+  g, d = models.build(config_lib.ModelConfig(latent_dim=3, g_width=8, d_width=8), (2, 5))
+  gp, gs = g.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)))
+  x = g.eval_apply(gp, gs, jnp.ones((4, 3)))
+  assert x.shape == (4, 2, 5)
+  dp, ds = d.init(jax.random.PRNGKey(0), x)
+  assert d.eval_apply(dp, ds, x).shape == (4,)
+  assert math.isfinite(float(d.eval_apply(dp, ds, x).sum()))
