@@ -70,6 +70,9 @@ class ModelConfig:
       has it, as the official nets).
     sn_power_iterations: power iterations per training forward pass.
     output_tanh: tanh on the MLP generator's output (images in [-1, 1]).
+    conv_impl: 'auto' (custom_vjp on CPU, xla elsewhere), 'custom_vjp'
+      (:mod:`vgrow_jax.conv`: gradients as forward convolutions, fast inside
+      XLA:CPU loops) or 'xla' (``nn.Conv``).
   """
 
   arch: str = 'mlp'
@@ -82,8 +85,11 @@ class ModelConfig:
   d_spectral_norm: bool = False
   sn_power_iterations: int = 5
   output_tanh: bool = False
+  conv_impl: str = 'auto'
 
   def __post_init__(self):
+    _check(self.conv_impl in ('auto', 'custom_vjp', 'xla'), 'model.conv_impl',
+           self.conv_impl, "expected one of ['auto', 'custom_vjp', 'xla']")
     _check(self.arch in ('mlp', 'resnet_sn'), 'model.arch', self.arch,
            "expected one of ['mlp', 'resnet_sn']")
     _check(self.activation in ('relu', 'leaky_relu'), 'model.activation',

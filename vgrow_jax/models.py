@@ -15,7 +15,9 @@ Nets:
     ``sn_power_iterations`` steps, BatchNorm in G only, N(0, 0.02) init.
     The official code applies ``ReLU(inplace=True)`` to a block's input, so
     its shortcut branch also sees the activated input; we compute that same
-    function (``shortcut(relu(x))``) and say so here.
+    function (``shortcut(relu(x))``) and say so here. Convolutions are
+    :class:`vgrow_jax.conv.Conv` on CPU (gradients that stay fast inside
+    loops) and ``nn.Conv`` elsewhere (``ModelConfig.conv_impl``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from vgrow_jax import config as config_lib
+from vgrow_jax import conv as conv_lib
 
 Array = jax.Array
 
@@ -102,24 +105,28 @@ def _avgpool2(x):
   return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
 
-def _sn_conv(features, kernel, sn_steps):
-  conv = nn.Conv(features, (kernel, kernel), padding='SAME', use_bias=False,
-                 kernel_init=_normal002)
+def _sn_conv(features, kernel, sn_steps, conv_impl):
+  if conv_impl == 'xla':
+    conv = nn.Conv(features, (kernel, kernel), padding='SAME', use_bias=False,
+                   kernel_init=_normal002)
+  else:
+    conv = conv_lib.Conv(features, kernel, kernel_init=_normal002)
   return _MaybeSN(conv, sn_steps)
 
 
 class _ResBlockUp(nn.Module):
   width: int
   sn_steps: int
+  conv_impl: str
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     x = _upsample2(nn.relu(x))
-    shortcut = _sn_conv(self.width, 1, self.sn_steps)(x, train=train)
-    h = _sn_conv(self.width, 3, self.sn_steps)(x, train=train)
+    shortcut = _sn_conv(self.width, 1, self.sn_steps, self.conv_impl)(x, train=train)
+    h = _sn_conv(self.width, 3, self.sn_steps, self.conv_impl)(x, train=train)
     h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                      scale_init=lambda k, s, d=jnp.float32: 1 + 0.02 * jax.random.normal(k, s, d))(h)
-    h = _sn_conv(self.width, 3, self.sn_steps)(nn.relu(h), train=train)
+    h = _sn_conv(self.width, 3, self.sn_steps, self.conv_impl)(nn.relu(h), train=train)
     return h + shortcut
 
 
@@ -129,6 +136,7 @@ class ResNetGenerator(nn.Module):
   channels: int = 3
   width: int = 128
   sn_steps: int = 5
+  conv_impl: str = 'custom_vjp'
 
   @nn.compact
   def __call__(self, z, *, train: bool = False):
@@ -138,8 +146,8 @@ class ResNetGenerator(nn.Module):
     # PyTorch views the 16·ngf vector as [ngf, 4, 4]; keep that order, then NHWC.
     h = h.reshape(z.shape[0], self.width, 4, 4).transpose(0, 2, 3, 1)  # [B, 4, 4, W]
     for _ in range(3):
-      h = _ResBlockUp(self.width, self.sn_steps)(h, train=train)  # -> [B, 32, 32, W]
-    h = _sn_conv(self.channels, 3, self.sn_steps)(nn.relu(h), train=train)
+      h = _ResBlockUp(self.width, self.sn_steps, self.conv_impl)(h, train=train)  # -> [B, 32, 32, W]
+    h = _sn_conv(self.channels, 3, self.sn_steps, self.conv_impl)(nn.relu(h), train=train)
     return jnp.tanh(h)
 
 
@@ -148,16 +156,17 @@ class _ResBlockDown(nn.Module):
   sn_steps: int
   down: bool
   first: bool
+  conv_impl: str
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     if not self.first:
       x = nn.relu(x)
-    h = _sn_conv(self.width, 3, self.sn_steps)(x, train=train)
-    h = _sn_conv(self.width, 3, self.sn_steps)(nn.relu(h), train=train)
+    h = _sn_conv(self.width, 3, self.sn_steps, self.conv_impl)(x, train=train)
+    h = _sn_conv(self.width, 3, self.sn_steps, self.conv_impl)(nn.relu(h), train=train)
     if self.down:
       h = _avgpool2(h)
-      shortcut = _avgpool2(_sn_conv(self.width, 1, self.sn_steps)(x, train=train))
+      shortcut = _avgpool2(_sn_conv(self.width, 1, self.sn_steps, self.conv_impl)(x, train=train))
     else:
       shortcut = x
     return h + shortcut
@@ -168,12 +177,14 @@ class ResNetDiscriminator(nn.Module):
 
   width: int = 128
   sn_steps: int = 5
+  conv_impl: str = 'custom_vjp'
 
   @nn.compact
   def __call__(self, x, *, train: bool = False):
     h = x
     for i, down in enumerate((True, True, False, False)):
-      h = _ResBlockDown(self.width, self.sn_steps, down=down, first=i == 0)(h, train=train)
+      h = _ResBlockDown(self.width, self.sn_steps, down=down, first=i == 0,
+                        conv_impl=self.conv_impl)(h, train=train)
     h = nn.relu(h).sum(axis=(1, 2))  # [B, W]
     dense = nn.Dense(1, kernel_init=_normal002, bias_init=nn.initializers.zeros)
     return _MaybeSN(dense, self.sn_steps)(h, train=train)[:, 0]
@@ -232,7 +243,10 @@ def build(cfg: config_lib.ModelConfig, data_shape: Tuple[int, ...]) -> Tuple[Net
     if len(data_shape) != 3 or tuple(data_shape[:2]) != (32, 32):
       raise ValueError(f'model.arch=resnet_sn needs 32x32 images [32, 32, C], '
                        f'got example shape {tuple(data_shape)}')
-    g = ResNetGenerator(data_shape[2], cfg.g_width, cfg.sn_power_iterations)
-    d = ResNetDiscriminator(cfg.d_width, cfg.sn_power_iterations)
+    impl = cfg.conv_impl
+    if impl == 'auto':
+      impl = 'custom_vjp' if jax.default_backend() == 'cpu' else 'xla'
+    g = ResNetGenerator(data_shape[2], cfg.g_width, cfg.sn_power_iterations, impl)
+    d = ResNetDiscriminator(cfg.d_width, cfg.sn_power_iterations, impl)
     return as_net(g), as_net(d)
   raise ValueError(f'unknown model.arch {cfg.arch!r}; expected mlp or resnet_sn')
