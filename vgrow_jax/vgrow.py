@@ -10,7 +10,8 @@ One outer loop (MATH.md §1, ``xjtuygao/VGrow`` main.py):
 3. L passes of least-squares fitting of G to the moved particles on the same
    z, in shuffled minibatches of batch_size: MSE(G(z), X).
 
-Every random draw comes from ``fold_in(PRNGKey(seed), outer_loop)``, so a run
+Every random draw comes from ``fold_in(PRNGKey(seed), outer_loop)`` (the key
+is carried in the state), so a run
 resumed from a checkpoint is identical to an uninterrupted one. The pool and
 every batch keep a leading example axis, so a device mesh can shard them.
 
@@ -52,6 +53,7 @@ class VGrowState:
   """Everything a VGrow run carries between outer loops (a pytree)."""
 
   step: Array  # [] int32, outer loops done
+  key: Array  # [2] uint32, PRNGKey(seed): loop keys are fold_in(key, step)
   g_params: Any
   g_state: Any
   g_opt_state: Any
@@ -123,14 +125,15 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
   nz = cfg.model.latent_dim
   batch, pool = vc.batch_size, vc.pool_size
   num_show = min(pool, num_show if len(dataset.shape) == 1 else 64)
-  base_key = jax.random.PRNGKey(cfg.training.seed)
 
   def init(key: Array) -> VGrowState:
     kg, kd = jax.random.split(key)
     g_params, g_state = g_net.init(kg, jnp.zeros((2, nz)))
     d_params, d_state = d_net.init(kd, jnp.zeros((2,) + tuple(dataset.shape)))
+    # The key is part of the state (not a compile-time constant), so runs
+    # with other seeds reuse the compiled step.
     return VGrowState(
-        step=jnp.zeros((), jnp.int32),
+        step=jnp.zeros((), jnp.int32), key=jax.random.PRNGKey(cfg.training.seed),
         g_params=g_params, g_state=g_state, g_opt_state=g_tx.init(g_params),
         d_params=d_params, d_state=d_state, d_opt_state=d_tx.init(d_params))
 
@@ -193,7 +196,7 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
                              (g_params, g_state, g_opt_state, jnp.float32(0.0)))
 
   def step(state: VGrowState, data_arrays: Any) -> Tuple[VGrowState, Dict[str, Array]]:
-    k_pool, k_move, k_fit = loop_keys(base_key, state.step)
+    k_pool, k_move, k_fit = loop_keys(state.key, state.step)
     g_lr = optim.learning_rate(cfg.g_optimizer, state.step)
     d_lr = optim.learning_rate(cfg.d_optimizer, state.step)
     g_opt_state = optim.with_learning_rate(state.g_opt_state, g_lr)
@@ -222,7 +225,7 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
         'particles_after': x[:num_show],
     }
     new_state = VGrowState(
-        step=state.step + 1, g_params=g_params, g_state=g_state, g_opt_state=g_opt_state,
+        step=state.step + 1, key=state.key, g_params=g_params, g_state=g_state, g_opt_state=g_opt_state,
         d_params=d_params, d_state=d_state, d_opt_state=d_opt_state)
     return new_state, metrics
 
