@@ -138,3 +138,16 @@ def test_sample_app_without_checkpoint_is_a_clear_error(tmp_path):
   assert r.returncode != 0
   assert r.stderr.strip().splitlines() == [
       f"vgrow-sample: no config.json in workdir '{tmp_path}': is it a training workdir?"]
+
+
+def test_bundled_configs_build_valid_library_configs():
+  from experiments.configs import default, jeffreys, js, logd, official, ring  # pylint: disable=g-import-not-at-top
+  for mod, div in ((default, 'kl'), (ring, 'kl'), (js, 'js'), (logd, 'logd'),
+                   (jeffreys, 'jeffreys')):
+    cfg = config_lib.Config.from_dict(mod.get_config().to_dict())
+    assert cfg.vgrow.divergence == div and cfg.data.name in ('grid', 'ring')
+  c = official.get_config()
+  c.data.path = 'x.npz'
+  cfg = config_lib.Config.from_dict(c.to_dict())
+  assert (cfg.vgrow.pool_size, cfg.vgrow.particle_steps, cfg.vgrow.step_size) == (1280, 20, 0.5)
+  assert cfg.model.arch == 'resnet_sn' and cfg.vgrow.clip == (-1.0, 1.0)
