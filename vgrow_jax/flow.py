@@ -91,7 +91,8 @@ def vector_field(logit_fn: LogitFn, x: Array, divergence: DivergenceLike) -> Arr
   return field_and_logit(logit_fn, x, divergence)[0]
 
 
-def _clip(x: Array, clip: Clip) -> Array:
+def clip_particles(x: Array, clip: Clip) -> Array:
+  """x clipped to ``(lo, hi)``, or unchanged when ``clip`` is None."""
   if clip is None:
     return x
   lo, hi = clip
@@ -120,7 +121,7 @@ def flow_step(
     Moved particles ``[B, ...]``.
   """
   h = vector_field(logit_fn, x, divergence)
-  return _clip(x + step_size * h, clip)
+  return clip_particles(x + step_size * h, clip)
 
 
 def flow(

@@ -25,7 +25,6 @@ from typing import Any, Dict, Optional, Tuple
 
 import logging
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from vgrow_jax import checkpoint as checkpoint_lib

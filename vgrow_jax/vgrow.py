@@ -162,9 +162,7 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     d_params, d_state, d_opt_state, x = carry
     logit_fn = lambda y: d_net.eval_apply(d_params, d_state, y)
     h, _ = flow.field_and_logit(logit_fn, x, div)  # [N, ...]
-    x = x + vc.step_size * h
-    if clip is not None:
-      x = jnp.clip(x, clip[0], clip[1])
+    x = flow.clip_particles(x + vc.step_size * h, clip)  # flow_step, keeping h for metrics
     field_norm = jnp.mean(jnp.sqrt(jnp.sum(h.reshape(pool, -1) ** 2, axis=1)))
     metrics = {'field_norm': field_norm}
     if vc.d_steps:
