@@ -94,3 +94,31 @@ def test_mlp_generator_reshapes_to_the_example_shape():
   dp, ds = d.init(jax.random.PRNGKey(0), x)
   assert d.eval_apply(dp, ds, x).shape == (4,)
   assert math.isfinite(float(d.eval_apply(dp, ds, x).sum()))
+
+
+def test_method_sections_parse_with_the_methods_hparams(monkeypatch):
+  import dataclasses
+  import sys
+  import types
+  import pytest
+  from vgrow_jax import config as config_lib
+  from vgrow_jax import method as method_lib
+
+  @dataclasses.dataclass(frozen=True)
+  class HParams:
+    n_critic: int = 5
+
+  mod = types.ModuleType('fake_method_mod')
+  mod.HParams = HParams
+  mod.make = lambda cfg, ds: None
+  monkeypatch.setitem(sys.modules, 'fake_method_mod', mod)
+  monkeypatch.setitem(method_lib._REGISTRY, 'fake', 'fake_method_mod:make')
+  monkeypatch.setattr(method_lib, 'NAMES', tuple(sorted(method_lib._REGISTRY)))
+  cfg = config_lib.Config.from_dict({'method': 'fake', 'methods': {'fake': {'n_critic': 2}}})
+  assert cfg.hparams == HParams(n_critic=2)
+  assert config_lib.Config(method='fake').hparams == HParams(n_critic=5)  # defaults
+  assert config_lib.Config.from_dict(cfg.to_dict()) == cfg  # round trip
+  with pytest.raises(config_lib.ConfigError, match=r"methods\.fake\.n_critic='x'"):
+    config_lib.Config.from_dict({'methods': {'fake': {'n_critic': 'x'}}})
+  with pytest.raises(config_lib.ConfigError, match=r"methods\.nope"):
+    config_lib.Config.from_dict({'methods': {'nope': {}}})

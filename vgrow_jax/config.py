@@ -233,11 +233,32 @@ class Config:
   g_optimizer: OptimizerConfig = OptimizerConfig()
   d_optimizer: OptimizerConfig = OptimizerConfig()
   training: TrainingConfig = TrainingConfig()
+  methods: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     from vgrow_jax import method  # pylint: disable=g-import-not-at-top
     _check(self.method in method.NAMES, 'method', self.method,
            f'expected one of {list(method.NAMES)}')
+    for name, hp in self.methods.items():
+      _check(name in method.NAMES and name != 'vgrow', f'methods.{name}', name,
+             f'expected one of {[n for n in method.NAMES if n != "vgrow"]} '
+             '(VGrow\'s settings are the vgrow section)')
+      cls = method.hparams_class(name)
+      _check(isinstance(hp, cls), f'methods.{name}', hp, f'expected a {cls.__name__}')
+
+  @property
+  def hparams(self) -> Any:
+    """The typed settings of ``self.method`` (its published defaults if unset).
+
+    VGrow's are ``self.vgrow`` (with the top-level optimisers); every other
+    method's are ``self.methods[name]``, an instance of the ``HParams``
+    dataclass of its module, which carries its own optimisers.
+    """
+    if self.method == 'vgrow':
+      return self.vgrow
+    from vgrow_jax import method  # pylint: disable=g-import-not-at-top
+    hp = self.methods.get(self.method)
+    return hp if hp is not None else method.hparams_class(self.method)()
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -297,8 +318,23 @@ def _from_dict(cls: Any, d: Mapping[str, Any], prefix: str) -> Any:
   kwargs = {}
   for name, value in d.items():
     tp = hints[name]
-    if dataclasses.is_dataclass(tp):
+    if cls is Config and name == 'methods':
+      kwargs[name] = _methods_from_dict(value)
+    elif dataclasses.is_dataclass(tp):
       kwargs[name] = _from_dict(tp, value, prefix=f'{prefix}{name}.')
     else:
       kwargs[name] = _coerce(tp, value, f'{prefix}{name}')
   return cls(**kwargs)
+
+
+def _methods_from_dict(d: Any) -> dict:
+  """Parses ``{method_name: {field: value}}`` with each method's HParams class."""
+  from vgrow_jax import method  # pylint: disable=g-import-not-at-top
+  if not isinstance(d, Mapping):
+    raise ConfigError(f'config field methods={d!r}: expected a mapping')
+  out = {}
+  for name, value in d.items():
+    _check(name in method.NAMES and name != 'vgrow', f'methods.{name}', name,
+           f'expected one of {[n for n in method.NAMES if n != "vgrow"]}')
+    out[name] = _from_dict(method.hparams_class(name), value, prefix=f'methods.{name}.')
+  return out

@@ -1,7 +1,12 @@
 """The interface every training method implements, and the method registry.
 
-A method is one module with a ``make(cfg, dataset) -> Method`` factory plus
-one line in ``_REGISTRY`` below. The trainer (:mod:`vgrow_jax.train`) only
+A method is one module with a ``make(cfg, dataset) -> Method`` factory and a
+frozen ``HParams`` dataclass of its settings (published defaults as the
+field defaults, its optimisers included), plus one line in ``_REGISTRY``
+below. ``cfg.hparams`` gives the running method's settings; a config's
+``methods`` section holds one ``HParams`` per method, so one field
+(``method``) switches methods. VGrow's settings are the ``vgrow`` section and
+the top-level optimisers. The trainer (:mod:`vgrow_jax.train`) only
 calls the fields of :class:`Method`, so it never branches on method names.
 """
 
@@ -51,3 +56,10 @@ def get(name: str) -> Callable[..., Method]:
     raise ValueError(f'unknown method {name!r}; expected one of {list(NAMES)}')
   module, attr = _REGISTRY[name].split(':')
   return getattr(importlib.import_module(module), attr)
+
+
+def hparams_class(name: str) -> type:
+  """The ``HParams`` dataclass of a registered method (not 'vgrow')."""
+  get(name)  # validates the name
+  module = _REGISTRY[name].split(':')[0]
+  return getattr(importlib.import_module(module), 'HParams')
