@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from typing import Any, Dict, Optional, Tuple
 
 import jax
@@ -92,6 +93,29 @@ def _quiet_orbax():
       l.setLevel(lvl)
 
 
+def _drop_closed_loop_callbacks() -> None:
+  """Silences the leftovers of a failed orbax read, for the rest of the process.
+
+  When one array of a checkpoint cannot be read, orbax's event loop ends
+  while tensorstore still completes the other reads; each completion then
+  calls into the closed loop and prints a 'RuntimeError: Event loop is
+  closed' traceback (through ``sys.unraisablehook``), possibly much later.
+  Only exactly those are dropped; the failure itself is reported once.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, 'drops_closed_loop_callbacks', False):
+    return
+
+  def hook(unraisable):
+    if (isinstance(unraisable.exc_value, RuntimeError)
+        and str(unraisable.exc_value) == 'Event loop is closed'):
+      return
+    previous(unraisable)
+
+  hook.drops_closed_loop_callbacks = True
+  sys.unraisablehook = hook
+
+
 def _first_line(e: BaseException, limit: int = 160) -> str:
   text = str(e).strip().splitlines()[0] if str(e).strip() else ''
   text = text if len(text) <= limit else text[:limit] + '...'
@@ -101,9 +125,17 @@ def _first_line(e: BaseException, limit: int = 160) -> str:
 class Checkpointer:
   """Saves and restores one pytree (the method's state) under ``directory``."""
 
-  def __init__(self, directory: str, *, max_to_keep: int = 3):
+  def __init__(self, directory: str, *, max_to_keep: int = 3, create: bool = True):
+    """Opens (and with ``create``, makes) the checkpoint directory.
+
+    Raises:
+      FileNotFoundError: ``create`` is False and ``directory`` does not exist.
+    """
     self.directory = os.path.abspath(directory)
+    if not create and not os.path.isdir(self.directory):
+      raise FileNotFoundError(f'no checkpoint in {self.directory}: train first')
     self._max_to_keep = max_to_keep
+    self._create = create
     self._manager = self._open()
 
   def _open(self) -> ocp.CheckpointManager:
@@ -112,7 +144,8 @@ class Checkpointer:
     return ocp.CheckpointManager(
         self.directory, item_handlers=ocp.StandardCheckpointHandler(),
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=self._max_to_keep, create=True, enable_async_checkpointing=False))
+            max_to_keep=self._max_to_keep, create=self._create,
+            enable_async_checkpointing=False))
 
   def latest_step(self) -> Optional[int]:
     return self._manager.latest_step()
@@ -165,6 +198,7 @@ class Checkpointer:
     except CheckpointMismatchError:
       raise
     except _READ_ERRORS as e:
+      _drop_closed_loop_callbacks()
       raise CheckpointError(f'checkpoint {step} in {self.directory} cannot be read '
                             f'({_first_line(e)})') from None
 
