@@ -21,7 +21,6 @@ import sys
 from absl import app
 from absl import flags
 import jax
-from ml_collections import config_flags
 
 from experiments import cli
 from vgrow_jax import config as config_lib
@@ -30,8 +29,7 @@ from vgrow_jax import sharding
 from vgrow_jax import train
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'configs', 'default.py')
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', _DEFAULT_CONFIG, 'Training configuration file.', lock_config=True)
+_CONFIG = cli.define_config_flag('vgrow-train', _DEFAULT_CONFIG)
 _WORKDIR = flags.DEFINE_string('workdir', 'workdirs/default',
                                'Directory for checkpoints, metrics and figures.')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', 1, 'Processes in a multi-process job.',

@@ -103,6 +103,15 @@ def test_configs_built_directly_are_type_checked():
     config_lib.OptimizerConfig(eps=float('inf'))
 
 
+def test_app_unknown_override_is_one_line(tmp_path):
+  p = _run(['experiments.main', f'--workdir={tmp_path}/w', '--config.mesh.devices=8'],
+           str(tmp_path))
+  _, err = p.communicate(timeout=300)
+  assert p.returncode == 1
+  assert err.strip().splitlines() == [
+      "vgrow-train: unknown config field mesh.devices; known fields here: ['data']"]
+
+
 # --- Non-finite loops ---------------------------------------------------------------------
 
 @flax.struct.dataclass

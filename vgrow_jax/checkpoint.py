@@ -235,8 +235,10 @@ class Checkpointer:
         nxt = (f'trying checkpoint {steps[i + 1]}' if i + 1 < len(steps)
                else 'no older checkpoint left')
         log.warning('%s; %s%s', e, f'moved it to {where}; ' if where else '', nxt)
+    remedy = ('they were moved aside: run again to start afresh' if set_aside_corrupt
+              else 'move them away to start afresh')
     raise CheckpointError(f'none of the checkpoints {failures} in {self.directory} can be '
-                          'read (see the warnings above); move them away to start afresh')
+                          f'read (see the warnings above); {remedy}')
 
   def _set_aside(self, step: int) -> str:
     if jax.process_count() > 1:  # every process picks the name before any rename

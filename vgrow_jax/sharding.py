@@ -19,9 +19,9 @@ What lives where:
   over 'data' (:func:`shard_batch`, called by the methods). Means over the
   batch become all-reduces, so results match one device up to float
   summation order.
-* the data store: the example array ``'x'`` of :func:`vgrow_jax.data.from_array`
-  (npz files) is split by rows over 'data' when its row count is a multiple
-  of the axis; drawing a batch from it is a gather that XLA compiles into a
+* the data store: a dataset's example array (key ``'x'`` or ``'pixels'``,
+  :data:`EXAMPLE_KEYS`) is split by rows over 'data' when its row count is a
+  multiple of the axis; drawing a batch from it is a gather that XLA compiles into a
   local masked gather plus an all-reduce of the batch (not of the data).
   Other arrays (e.g. the means of a toy mixture) are replicated.
 * random numbers: every draw is a function of the global key, computed inside
@@ -46,7 +46,7 @@ collectively.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Callable, Tuple
 
 import jax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
@@ -56,8 +56,10 @@ from vgrow_jax import config as config_lib
 
 DATA_AXIS = 'data'
 
-# The key of the example array of an array-backed dataset (data.from_array).
-EXAMPLES_KEY = 'x'
+# The keys under which datasets keep their examples (rows = examples):
+# data.from_array (npz files) uses 'x', the image sets of
+# vgrow_jax.image_data use 'pixels'. Other arrays are replicated.
+EXAMPLE_KEYS = ('x', 'pixels')
 
 
 def initialize(*, coordinator_address: str = '', num_processes: int = 1,
@@ -148,11 +150,34 @@ def data_shardings(mesh: Mesh, arrays: Any) -> Any:
 
   def one(path, leaf):
     top = path[0].key if path and hasattr(path[0], 'key') else None
-    if top == EXAMPLES_KEY and np.ndim(leaf) >= 1 and np.shape(leaf)[0] % n == 0:
+    if top in EXAMPLE_KEYS and np.ndim(leaf) >= 1 and np.shape(leaf)[0] % n == 0:
       return batch_sharding(mesh)
     return replicated(mesh)
 
   return jax.tree_util.tree_map_with_path(one, arrays)
+
+
+def shard_data(mesh: Mesh, arrays: Any) -> Tuple[Any, Any]:
+  """A dataset's arrays as global arrays on ``mesh``, and their shardings."""
+  shardings = data_shardings(mesh, arrays)
+  return put(arrays, shardings), shardings
+
+
+def init_state(init: Callable[[jax.Array], Any], mesh: Mesh, seed: int) -> Any:
+  """``init(PRNGKey(seed))`` computed once per device, replicated."""
+  return jax.jit(lambda: init(jax.random.PRNGKey(seed)), out_shardings=replicated(mesh))()
+
+
+def jit_step(step: Callable[..., Any], mesh: Mesh, data_shardings_: Any) -> Callable[..., Any]:
+  """``step(state, data_arrays) -> outputs`` compiled for the mesh.
+
+  The state is replicated and donated, the data laid out by
+  :func:`data_shardings`, every output replicated (so that any process can
+  read the metrics); the batches inside are split where the method calls
+  :func:`shard_batch`. Call (and so trace) it under :func:`use`.
+  """
+  return jax.jit(step, in_shardings=(replicated(mesh), data_shardings_),
+                 out_shardings=replicated(mesh), donate_argnums=0)
 
 
 def put(tree: Any, shardings: Any) -> Any:

@@ -158,17 +158,21 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str) -> Dict[str, Any]:
       loss, particle or parameter, naming the outer loop and the quantity;
       the last good checkpoint is kept.
   """
+  # --- Mesh: a device count that does not fit is a config error, before any compile.
+  mesh = sharding_lib.make_mesh(cfg)
+  with sharding_lib.use(mesh), preemption.StopRequest() as stop:
+    return _train_and_evaluate(cfg, workdir, mesh, stop)
+
+
+def _train_and_evaluate(cfg: config_lib.Config, workdir: str, mesh: jax.sharding.Mesh,
+                        stop: preemption.StopRequest) -> Dict[str, Any]:
   t_start = time.time()
   tc = cfg.training
   main = sharding_lib.is_main_process()
-  # --- Mesh: a device count that does not fit is a config error, before any compile.
-  mesh = sharding_lib.make_mesh(cfg)
-  replicated = sharding_lib.replicated(mesh)
 
   # --- Data: global arrays, each process holding only its devices' rows.
   dataset = data_lib.load(cfg.data)
-  data_shardings = sharding_lib.data_shardings(mesh, dataset.arrays)
-  data_arrays = sharding_lib.put(dataset.arrays, data_shardings)
+  data_arrays, data_shardings = sharding_lib.shard_data(mesh, dataset.arrays)
   real_show = np.asarray(dataset.sample(dataset.arrays, jax.random.PRNGKey(1), 2500)) \
       if len(dataset.shape) == 1 else None
 
@@ -178,87 +182,83 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str) -> Dict[str, Any]:
     os.makedirs(workdir, exist_ok=True)
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, CHECKPOINT_DIR),
                                      max_to_keep=tc.keep_checkpoints)
-  with sharding_lib.use(mesh):
-    state = jax.jit(lambda: method.init(jax.random.PRNGKey(tc.seed)),
-                    out_shardings=replicated)()
-    state, last_saved = ckpt.restore_latest(state, set_aside_corrupt=True)
-    if last_saved is not None:
-      log.info('Resumed from checkpoint at outer loop %d in %s', last_saved, ckpt.directory)
-    # Written after the restore: a config that does not fit the checkpoints
-    # (an error above) leaves the workdir's config.json as it was.
-    if main:
-      _write_json(os.path.join(workdir, CONFIG_FILE), cfg.to_dict())
-      _write_json(os.path.join(workdir, DATA_SPEC_FILE), _data_spec(dataset))
-    start = int(state.step)
-    total = tc.num_outer_loops
-    log.info('Training %s on %s: outer loops %d -> %d, %d devices on the data axis '
-             '(%d processes): %s', cfg.method, dataset.name, start, total,
-             mesh.shape[sharding_lib.DATA_AXIS], jax.process_count(), jax.devices())
+  state = sharding_lib.init_state(method.init, mesh, tc.seed)
+  state, last_saved = ckpt.restore_latest(state, set_aside_corrupt=True)
+  if last_saved is not None:
+    log.info('Resumed from checkpoint at outer loop %d in %s', last_saved, ckpt.directory)
+  # Written after the restore: a config that does not fit the checkpoints
+  # (an error above) leaves the workdir's config.json as it was.
+  if main:
+    _write_json(os.path.join(workdir, CONFIG_FILE), cfg.to_dict())
+    _write_json(os.path.join(workdir, DATA_SPEC_FILE), _data_spec(dataset))
+  start = int(state.step)
+  total = tc.num_outer_loops
+  log.info('Training %s on %s: outer loops %d -> %d, %d devices on the data axis '
+           '(%d processes): %s', cfg.method, dataset.name, start, total,
+           mesh.shape[sharding_lib.DATA_AXIS], jax.process_count(), jax.devices())
 
-    # --- Compiled outer loop: state donated and replicated, batches split inside.
-    guarded = guard.guarded(method.step, skip=tc.on_nonfinite == 'skip')
-    step_fn = jax.jit(guarded, in_shardings=(replicated, data_shardings),
-                      out_shardings=replicated, donate_argnums=0)
-    names = guard.quantity_names(method.step, state, data_arrays)
-    metrics_path = os.path.join(workdir, METRICS_FILE)
-    last_metrics: Dict[str, Any] = {}
-    t_mark, loop_mark, compile_s, skipped = None, start, None, 0
+  # --- Compiled outer loop: state donated and replicated, batches split inside.
+  guarded = guard.guarded(method.step, skip=tc.on_nonfinite == 'skip')
+  step_fn = sharding_lib.jit_step(guarded, mesh, data_shardings)
+  names = guard.quantity_names(method.step, state, data_arrays)
+  metrics_path = os.path.join(workdir, METRICS_FILE)
+  last_metrics: Dict[str, Any] = {}
+  t_mark, loop_mark, compile_s, skipped = None, start, None, 0
 
-    # --- Loop.
-    with preemption.StopRequest() as stop:
-      for loop in range(start, total):
-        t0 = time.time()
-        state, last_metrics, finite = step_fn(state, data_arrays)
-        done = loop + 1
-        bad = guard.non_finite(names, finite)  # waits for the loop to finish
-        if bad and tc.on_nonfinite == 'stop':
-          kept = (f'outer loop {last_saved}' if last_saved is not None else 'none yet')
-          raise FloatingPointError(
-              f'non-finite {guard.describe(bad)} at outer loop {done}; stopped, the last '
-              f'good checkpoint ({kept}) is kept in {ckpt.directory} '
-              "(training.on_nonfinite='skip' skips such loops instead)")
-        if bad:
-          skipped += 1
-          log.warning("outer loop %d: non-finite %s; skipped its update "
-                      "(training.on_nonfinite='skip')", done, guard.describe(bad))
-        if compile_s is None:
-          compile_s = time.time() - t0  # the first loop includes compilation
-          t_mark, loop_mark = time.time(), done
-        if done % tc.log_every == 0 or done == total:
-          scalars = _scalars(last_metrics)
-          now = time.time()
-          rate = (done - loop_mark) / (now - t_mark) if done > loop_mark else float('nan')
-          ev, _ = evaluate(method, state, dataset, cfg)
-          record = {'loop': done, 'loops_per_sec': rate,
-                    'eta_sec': (total - done) / rate if rate and rate == rate else None,
-                    'elapsed_sec': now - t_start, 'compile_sec': compile_s,
-                    'skipped_loops': skipped, **scalars, **ev}
-          if main:
-            with open(metrics_path, 'a') as f:
-              f.write(json.dumps(record) + '\n')
-          msg = f'loop {done}/{total} ({100 * done / total:.0f}%) {rate:.2f} loops/s'
-          if record['eta_sec'] is not None:
-            msg += f", ETA {record['eta_sec']:.0f} s"
-          msg += ' | ' + ' '.join(f'{k[6:]} {v:.4g}' for k, v in scalars.items()
-                                  if k in ('train_d_loss', 'train_field_norm', 'train_g_loss'))
-          if 'eval_modes' in ev:
-            msg += (f" | modes {ev['eval_modes']}/{ev['eval_num_modes']}"
-                    f" hq {100 * ev['eval_high_quality']:.1f}%"
-                    f" rkl {ev['eval_reverse_kl']:.3f}")
-          log.info(msg)
-          t_mark, loop_mark = time.time(), done
-        signal_name = stop.requested()
-        if done % tc.checkpoint_every == 0 or done == total or signal_name:
-          ckpt.save(done, state)
-          last_saved = done
-        if signal_name:
-          ckpt.close()
-          result = _stopped(cfg, ckpt, signal_name, done, t_start, last_metrics)
-          log.warning(result['summary'])
-          return result
+  # --- Loop.
+  for loop in range(start, total):
+    t0 = time.time()
+    state, last_metrics, finite = step_fn(state, data_arrays)
+    done = loop + 1
+    bad = guard.non_finite(names, finite)  # waits for the loop to finish
+    if bad and tc.on_nonfinite == 'stop':
+      kept = (f'outer loop {last_saved}' if last_saved is not None else 'none yet')
+      raise FloatingPointError(
+          f'non-finite {guard.describe(bad)} at outer loop {done}; stopped, the last '
+          f'good checkpoint ({kept}) is kept in {ckpt.directory} '
+          "(training.on_nonfinite='skip' skips such loops instead)")
+    if bad:
+      skipped += 1
+      log.warning("outer loop %d: non-finite %s; skipped its update "
+                  "(training.on_nonfinite='skip')", done, guard.describe(bad))
+    if compile_s is None:
+      compile_s = time.time() - t0  # the first loop includes compilation
+      t_mark, loop_mark = time.time(), done
+    if done % tc.log_every == 0 or done == total:
+      scalars = _scalars(last_metrics)
+      now = time.time()
+      rate = (done - loop_mark) / (now - t_mark) if done > loop_mark else float('nan')
+      ev, _ = evaluate(method, state, dataset, cfg)
+      record = {'loop': done, 'loops_per_sec': rate,
+                'eta_sec': (total - done) / rate if rate and rate == rate else None,
+                'elapsed_sec': now - t_start, 'compile_sec': compile_s,
+                'skipped_loops': skipped, **scalars, **ev}
+      if main:
+        with open(metrics_path, 'a') as f:
+          f.write(json.dumps(record) + '\n')
+      msg = f'loop {done}/{total} ({100 * done / total:.0f}%) {rate:.2f} loops/s'
+      if record['eta_sec'] is not None:
+        msg += f", ETA {record['eta_sec']:.0f} s"
+      msg += ' | ' + ' '.join(f'{k[6:]} {v:.4g}' for k, v in scalars.items()
+                              if k in ('train_d_loss', 'train_field_norm', 'train_g_loss'))
+      if 'eval_modes' in ev:
+        msg += (f" | modes {ev['eval_modes']}/{ev['eval_num_modes']}"
+                f" hq {100 * ev['eval_high_quality']:.1f}%"
+                f" rkl {ev['eval_reverse_kl']:.3f}")
+      log.info(msg)
+      t_mark, loop_mark = time.time(), done
+    signal_name = stop.requested()
+    if done % tc.checkpoint_every == 0 or done == total or signal_name:
+      ckpt.save(done, state)
+      last_saved = done
+    if signal_name:
+      ckpt.close()
+      result = _stopped(cfg, ckpt, signal_name, done, t_start, last_metrics)
+      log.warning(result['summary'])
+      return result
 
-    # --- Final evaluation, figures, summary.
-    ev, samples = evaluate(method, state, dataset, cfg)
+  # --- Final evaluation, figures, summary.
+  ev, samples = evaluate(method, state, dataset, cfg)
   if main:
     plotting.samples_figure(os.path.join(workdir, 'samples.png'), samples, real_show,
                             title=f'{cfg.method} samples after {int(state.step)} loops')
