@@ -192,13 +192,13 @@ class Checkpointer:
       raise FileNotFoundError(f'no checkpoint at outer loop {step} in {self.directory}; '
                               f'there are {sorted(steps)}')
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+    _drop_closed_loop_callbacks()  # before: they can fire while the read fails
     try:
       with _quiet_orbax():
         return self._restore_checked(abstract, step), step
     except CheckpointMismatchError:
       raise
     except _READ_ERRORS as e:
-      _drop_closed_loop_callbacks()
       raise CheckpointError(f'checkpoint {step} in {self.directory} cannot be read '
                             f'({_first_line(e)})') from None
 
