@@ -8,11 +8,13 @@ A workdir holds (see WORKSPACE.md):
 * ``metrics.jsonl``  one JSON record per log point (``train_*``, ``eval_*``);
 * ``samples.png``    generated samples over the data;
 * ``flow.png``       particles before/after the last outer loop's flow;
-* ``checkpoints/``   orbax checkpoints (latest + keep N).
+* ``checkpoints/``   orbax checkpoints (latest + keep N); ``checkpoints/<N>.corrupt``
+  is a checkpoint that could not be read, set aside (never deleted).
 
-Running again with the same workdir resumes from the latest checkpoint; a
-larger ``training.num_outer_loops`` continues training. The method is looked
-up in the registry (:mod:`vgrow_jax.method`); nothing here depends on which.
+Running again with the same workdir resumes from the latest readable
+checkpoint; a larger ``training.num_outer_loops`` continues training. The
+method is looked up in the registry (:mod:`vgrow_jax.method`); nothing here
+depends on which.
 """
 
 from __future__ import annotations
