@@ -206,6 +206,11 @@ class TrainingConfig:
     checkpoint_every: loops between checkpoints (one is always written last).
     keep_checkpoints: how many checkpoints orbax keeps.
     eval_samples: samples scored by the mode metrics.
+    max_seconds: a wall-clock budget for the training of one invocation,
+      counted from the end of its first (compiling) outer loop; 0 = none.
+      Training stops after the first outer loop that ends past it, and that
+      loop is logged, checkpointed and evaluated like a last loop. Resuming
+      with a budget continues from that checkpoint with a fresh budget.
   """
 
   seed: int = 0
@@ -214,10 +219,12 @@ class TrainingConfig:
   checkpoint_every: int = 100
   keep_checkpoints: int = 3
   eval_samples: int = 2500
+  max_seconds: float = 0.0
 
   def __post_init__(self):
     _check(self.num_outer_loops >= 0, 'training.num_outer_loops',
            self.num_outer_loops, 'must be >= 0')
+    _check(self.max_seconds >= 0, 'training.max_seconds', self.max_seconds, 'must be >= 0')
     for f in ('log_every', 'checkpoint_every', 'keep_checkpoints', 'eval_samples'):
       _check(getattr(self, f) >= 1, f'training.{f}', getattr(self, f), 'must be >= 1')
 
