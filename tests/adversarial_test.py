@@ -253,3 +253,22 @@ def _check_spectral_norm_state(cfg, ds, state, init, wd, tmp_path):
   train.train_and_evaluate(cfg, resumed)
   _, _, state_resumed = train.restore(resumed)
   chex.assert_trees_all_equal(state_resumed, state)
+
+
+def test_toy_configs_give_published_defaults_on_vgrows_toy_model():
+  from experiments.configs import toy  # pylint: disable=g-import-not-at-top
+  vg = config_lib.Config.from_dict(toy.get_config('vgrow:js,ring').to_dict())
+  assert (vg.method, vg.vgrow.divergence, vg.data.name) == ('vgrow', 'js', 'ring')
+  for name in METHODS:
+    cfg = config_lib.Config.from_dict(toy.get_config(f'{name},grid').to_dict())
+    assert cfg.method == name and cfg.data.name == 'grid'
+    assert cfg.model == vg.model  # the same nets as VGrow's toy runs
+    published = method_lib.hparams_class(name)()
+    assert cfg.hparams == dataclasses.replace(published, batch_size=256,
+                                              g_steps_per_loop=toy.G_STEPS_PER_LOOP)
+  cfg = config_lib.Config.from_dict(toy.get_config('fgan:hellinger,ring').to_dict())
+  assert cfg.hparams.divergence == 'hellinger' and cfg.data.name == 'ring'
+  with pytest.raises(ValueError, match="method 'wgan' has no variant"):
+    toy.parse('wgan:x')
+  with pytest.raises(ValueError, match="dataset 'moons'"):
+    toy.parse('gan,moons')
