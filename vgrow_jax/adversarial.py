@@ -154,6 +154,12 @@ def gradient_penalty(logit_fn: Callable[[Array], Array], x: Array) -> Array:
   return jnp.mean(jnp.square(jnp.sqrt(sq + 1e-12) - 1.0))
 
 
+def interpolated_gradient_penalty(logit_fn: Callable[[Array], Array], real: Array,
+                                  fake: Array, key: Array) -> Array:
+  """:func:`gradient_penalty` at :func:`interpolate` points: the WGAN-GP term without λ."""
+  return gradient_penalty(logit_fn, interpolate(real, fake, key))
+
+
 def _apply_updates(tx, grads, opt_state, params):
   updates, opt_state = tx.update(grads, opt_state, params)
   return optax.apply_updates(params, updates), opt_state
@@ -172,8 +178,8 @@ def make_method(name: str, cfg: config_lib.Config, dataset: data_lib.Dataset,
     dataset: the training distribution.
     hp: batch size, n_critic, rounds per loop and the two optimisers.
     losses: D's and G's losses on logits.
-    gradient_penalty_weight: λ > 0 adds ``λ·GP`` at :func:`interpolate`\\ d
-      points to D's loss (WGAN-GP).
+    gradient_penalty_weight: λ > 0 adds ``λ·GP`` at points drawn by
+      :func:`interpolate` to D's loss (WGAN-GP).
     d_param_transform: applied to D's parameters at init and after every D
       update (e.g. weight clipping), so D is never evaluated outside its
       constraint set.
@@ -213,8 +219,8 @@ def make_method(name: str, cfg: config_lib.Config, dataset: data_lib.Dataset,
       loss = losses.d_loss(logits[:batch], logits[batch:])
       aux = {'logit_real': jnp.mean(logits[:batch]), 'logit_fake': jnp.mean(logits[batch:])}
       if gradient_penalty_weight > 0:
-        gp = gradient_penalty(lambda x: d_net.eval_apply(p, d_state, x),
-                              interpolate(real, fake, k_gp))
+        gp = interpolated_gradient_penalty(lambda x: d_net.eval_apply(p, d_state, x),
+                                           real, fake, k_gp)
         loss = loss + gradient_penalty_weight * gp
         aux['gradient_penalty'] = gp
       return loss, (d_state, aux)
