@@ -18,14 +18,16 @@ whole budget also pass a large ``--num_outer_loops``. The seconds column is
 the whole run (compilation and evaluation included).
 
 Prints a markdown table (mean ± sd over seeds of modes, % high quality,
-reverse KL, seconds per run), writes ``toy_quality.png`` with one scatter
-panel per (method, dataset) for the first seed, and appends the raw records
+reverse KL, seconds per run; a run that stops on a non-finite value counts
+as 0 modes, 0 % and reverse KL inf, and the row says how many did), writes ``toy_quality.png`` with one scatter
+panel per (method, dataset) for the first seed that did not diverge, and appends the raw records
 (with the loops done) to ``toy_quality.jsonl``.
 """
 
 import json
 import os
 import tempfile
+import time
 
 from absl import app
 from absl import flags
@@ -64,15 +66,22 @@ def run_one(dataset: str, entry: str, seed: int):
   if _LOOPS.value:
     c.training.num_outer_loops = _LOOPS.value
   cfg = config_lib.Config.from_dict(c.to_dict())
+  rec = {'dataset': dataset, 'method': entry, 'seed': seed, 'max_seconds': _MAX_SECONDS.value}
+  t0 = time.time()
   with tempfile.TemporaryDirectory() as wd:
-    out = train.train_and_evaluate(cfg, wd)
+    try:
+      out = train.train_and_evaluate(cfg, wd)
+    except FloatingPointError as e:
+      # A run that blows up scores nothing (no checkpoint is kept in between).
+      num_modes = len(data_lib.load(cfg.data).modes)
+      rec.update(loops=None, diverged=str(e), modes=0, num_modes=num_modes, high_quality=0.0,
+                 reverse_kl=float('inf'), seconds=time.time() - t0)
+      return rec, np.zeros((0, 2))
     _, method, state = train.restore(wd)
     samples = train.generate(method, state, train.eval_latents(method, seed, 2500))
-  rec = {'dataset': dataset, 'method': entry, 'seed': seed, 'loops': out['loop'],
-         'max_seconds': _MAX_SECONDS.value,
-         'modes': out['eval_modes'], 'num_modes': out['eval_num_modes'],
-         'high_quality': out['eval_high_quality'], 'reverse_kl': out['eval_reverse_kl'],
-         'seconds': out['seconds']}
+  rec.update(loops=out['loop'], modes=out['eval_modes'], num_modes=out['eval_num_modes'],
+             high_quality=out['eval_high_quality'], reverse_kl=out['eval_reverse_kl'],
+             seconds=out['seconds'])
   return rec, samples
 
 
@@ -92,7 +101,8 @@ def main(argv):
           f.write(json.dumps(rec) + '\n')
           f.flush()
           records.append(rec)
-          panels.setdefault((dataset, entry), samples)
+          if not len(panels.get((dataset, entry), (None, ()))[1]):  # first non-diverged seed
+            panels[(dataset, entry)] = (rec, samples)
 
   lines = ['| data | method | modes | % high quality | reverse KL | seconds/run | seeds |',
            '|---|---|---|---|---|---|---|']
@@ -101,7 +111,9 @@ def main(argv):
       rs = [r for r in records if r['dataset'] == dataset and r['method'] == entry]
       ms = lambda k, s=1.0: (np.mean([r[k] for r in rs]) * s, np.std([r[k] for r in rs]) * s)
       m, hq, kl, sec = ms('modes'), ms('high_quality', 100), ms('reverse_kl'), ms('seconds')
-      lines.append(f'| {dataset} | {entry} | {m[0]:.1f} ± {m[1]:.1f} / {rs[0]["num_modes"]} | '
+      diverged = sum('diverged' in r for r in rs)
+      label = entry + (f' ({diverged}/{len(rs)} diverged: scored 0 modes)' if diverged else '')
+      lines.append(f'| {dataset} | {label} | {m[0]:.1f} ± {m[1]:.1f} / {rs[0]["num_modes"]} | '
                    f'{hq[0]:.1f} ± {hq[1]:.1f} | {kl[0]:.4f} ± {kl[1]:.4f} | '
                    f'{sec[0]:.0f} ± {sec[1]:.0f} | {len(rs)} |')
   table = '\n'.join(lines)
@@ -118,9 +130,8 @@ def main(argv):
     for j, entry in enumerate(_METHODS.value):
       ax = axes[i, j]
       ax.scatter(real[:, 0], real[:, 1], s=2, c='0.7')
-      s = panels[(dataset, entry)]
+      r, s = panels[(dataset, entry)]
       ax.scatter(s[:, 0], s[:, 1], s=1, c='tab:red', alpha=0.5)
-      r = [r for r in records if r['dataset'] == dataset and r['method'] == entry][0]
       ax.set_title(f'{entry} {dataset}: {r["modes"]}/{r["num_modes"]}, '
                    f'{100 * r["high_quality"]:.1f}%', fontsize=8)
       ax.set_aspect('equal')
