@@ -183,25 +183,29 @@ def saved_states(monkeypatch):
   return saved
 
 
-def _sigma_errors(d_net, d_params, d_state, iterations):
-  """Relative errors of σ after ``iterations`` more power iterations vs the SVD, per layer."""
+def _sigma_error_fn(d_net):
+  """``(params, state, n) -> state`` after n more power iterations (one compile for all n)."""
 
   @jax.jit
-  def iterate(state):
+  def iterate(d_params, d_state, n):
     return jax.lax.fori_loop(
-        0, iterations, lambda _, s: d_net.train_apply(d_params, s, jnp.zeros((1, 2)))[1], state)
+        0, n, lambda _, s: d_net.train_apply(d_params, s, jnp.zeros((1, 2)))[1], d_state)
 
-  new_state = iterate(d_state)
-  kernels = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(d_params)}
-  errors = []
-  for path, sigma in jax.tree_util.tree_leaves_with_path(new_state['batch_stats']):
-    name = jax.tree_util.keystr(path)
-    if name.endswith("/sigma']"):
-      # ['_MaybeSN_i']['SpectralNorm_0']['Dense_0/kernel/sigma'] is σ of ['Dense_i']['kernel'].
-      i = name.split("['_MaybeSN_")[1].split("']")[0]
-      top = np.linalg.svd(np.asarray(kernels[f"['Dense_{i}']['kernel']"]), compute_uv=False)[0]
-      errors.append(abs(float(sigma) - top) / top)
-  return np.array(errors)
+  def errors(d_params, d_state, n):
+    """Relative errors of the stored σ vs the SVD, per layer."""
+    new_state = iterate(d_params, d_state, n)
+    kernels = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(d_params)}
+    out = []
+    for path, sigma in jax.tree_util.tree_leaves_with_path(new_state['batch_stats']):
+      name = jax.tree_util.keystr(path)
+      if name.endswith("/sigma']"):
+        # ['_MaybeSN_i']['SpectralNorm_0']['Dense_0/kernel/sigma'] is σ of ['Dense_i']['kernel'].
+        i = name.split("['_MaybeSN_")[1].split("']")[0]
+        top = np.linalg.svd(np.asarray(kernels[f"['Dense_{i}']['kernel']"]), compute_uv=False)[0]
+        out.append(abs(float(sigma) - top) / top)
+    return np.array(out)
+
+  return errors
 
 
 @pytest.mark.parametrize('name', METHODS)
@@ -239,10 +243,11 @@ def _check_spectral_norm_state(cfg, ds, state, init, wd, tmp_path):
   # close to the SVD, far closer than from a fresh u, and enough further
   # iterations on the final weights reach it within 1e-3.
   _, d_net = models.build(sngan.model_config(cfg, cfg.hparams), ds.shape)
-  persistent = _sigma_errors(d_net, state.d_params, state.d_state, 1)
-  fresh = _sigma_errors(d_net, state.d_params, init.d_state, 1)
+  sigma_errors = _sigma_error_fn(d_net)
+  persistent = sigma_errors(state.d_params, state.d_state, 1)
+  fresh = sigma_errors(state.d_params, init.d_state, 1)
   assert len(persistent) == 3 and persistent.max() < 0.02 and fresh.max() > 5 * persistent.max()
-  converged = _sigma_errors(d_net, state.d_params, state.d_state, 200)
+  converged = sigma_errors(state.d_params, state.d_state, 200)
   assert converged.max() < 1e-3, converged
   # The u vectors evolved and were checkpointed: resuming from the middle
   # checkpoint reproduces the uninterrupted run bit for bit.

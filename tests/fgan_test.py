@@ -98,7 +98,7 @@ def _bound_on_grid(div, ratio_scale=1.0):
   t = div.f_prime(u)
   integrand = np.exp(logp) * np.asarray(t, np.float64) - \
       np.exp(logq) * np.asarray(div.conjugate(t), np.float64)
-  return np.trapezoid(integrand, x)
+  return integrate.trapezoid(integrand, x)
 
 
 @pytest.mark.parametrize('name', NAMES)

@@ -32,22 +32,26 @@ def test_d_step_adds_the_gradient_penalty_and_generate_uses_the_ema():
   # D's one SGD step (T = U = 1) on logistic loss + λ·GP, by hand with the
   # loop's keys: pool latents, then the first particle step's first D step.
   batch, pool = cfg.vgrow.batch_size, cfg.vgrow.pool_size
-  k_pool, k_move, _ = vgrow.loop_keys(s0.key, 0)
-  key = jax.random.split(jax.random.split(k_move, 1)[0], 1)[0]
-  k_real, k_fake = jax.random.split(key)
-  x0 = g_net.eval_apply(s0.g_params, s0.g_state, jax.random.normal(k_pool, (pool, 4)))
-  real = ds.sample(ds.arrays, k_real, batch)
-  fake = x0[jax.random.choice(k_fake, pool, (batch,), replace=False)]
 
-  def d_loss(p, penalty):
-    logits = d_net.eval_apply(p, s0.d_state, jnp.concatenate([real, fake]))
-    loss = vgrow.discriminator_loss(logits[:batch], logits[batch:])
-    return loss + penalty * adversarial.interpolated_gradient_penalty(
-        lambda y: d_net.eval_apply(p, s0.d_state, y), real, fake, jax.random.fold_in(key, 1))
+  @jax.jit
+  def expected_d_params(penalty):
+    k_pool, k_move, _ = vgrow.loop_keys(s0.key, 0)
+    key = jax.random.split(jax.random.split(k_move, 1)[0], 1)[0]
+    k_real, k_fake = jax.random.split(key)
+    x0 = g_net.eval_apply(s0.g_params, s0.g_state, jax.random.normal(k_pool, (pool, 4)))
+    real = ds.sample(ds.arrays, k_real, batch)
+    fake = x0[jax.random.choice(k_fake, pool, (batch,), replace=False)]
+
+    def d_loss(p):
+      logits = d_net.eval_apply(p, s0.d_state, jnp.concatenate([real, fake]))
+      loss = vgrow.discriminator_loss(logits[:batch], logits[batch:])
+      return loss + penalty * adversarial.interpolated_gradient_penalty(
+          lambda y: d_net.eval_apply(p, s0.d_state, y), real, fake, jax.random.fold_in(key, 1))
+
+    return jax.tree.map(lambda p, g: p - lr * g, s0.d_params, jax.grad(d_loss)(s0.d_params))
 
   for penalty, close in ((lam, True), (0.0, False)):
-    expected = jax.tree.map(lambda p, g: p - lr * g, s0.d_params,
-                            jax.grad(d_loss)(s0.d_params, penalty))
+    expected = expected_d_params(penalty)
     same = all(np.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in
                zip(jax.tree.leaves(s1.d_params), jax.tree.leaves(expected)))
     assert same == close, penalty  # with λ: equal; without: not (the penalty acts)
@@ -69,7 +73,7 @@ def test_without_the_extras_the_state_has_no_ema_leaves():
   m = vgrow.make(config_lib.Config(
       model=config_lib.ModelConfig(latent_dim=2, g_width=4, g_depth=1, d_width=4, d_depth=1)),
       data_lib.ring())
-  assert m.init(jax.random.PRNGKey(0)).g_ema_params is None
+  assert jax.eval_shape(m.init, jax.random.PRNGKey(0)).g_ema_params is None
 
 
 @pytest.mark.parametrize('field,value,message', [
