@@ -89,7 +89,8 @@ def main(argv):
   del argv
   cli.setup_logging()
   for entry in _METHODS.value:  # fail on a bad entry before any training
-    toy.parse(entry)
+    for dataset in _DATASETS.value:
+      config_lib.Config.from_dict(toy.get_config(f'{entry},{dataset}').to_dict())
   os.makedirs(_OUT.value, exist_ok=True)
   records, panels = [], {}
   with open(os.path.join(_OUT.value, 'toy_quality.jsonl'), 'a') as f:

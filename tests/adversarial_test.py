@@ -275,5 +275,7 @@ def test_toy_configs_give_published_defaults_on_vgrows_toy_model():
   assert cfg.hparams.divergence == 'hellinger' and cfg.data.name == 'ring'
   with pytest.raises(ValueError, match="method 'wgan' has no variant"):
     toy.parse('wgan:x')
-  with pytest.raises(ValueError, match="dataset 'moons'"):
-    toy.parse('gan,moons')
+  for arg, message in (('gan,moons', "data.name='moons'"), ('gan9', "method='gan9'"),
+                       ('fgan:chi2', "methods.fgan.divergence='chi2'")):
+    with pytest.raises(config_lib.ConfigError, match=message):
+      config_lib.Config.from_dict(toy.get_config(arg).to_dict())

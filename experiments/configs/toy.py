@@ -4,7 +4,8 @@
 
 e.g. ``toy.py:wgan_gp,ring``, ``toy.py:fgan:reverse_kl,grid``, ``toy.py:vgrow:js,ring``.
 VARIANT sets the method's one switch (VGrow and f-GAN: the divergence; GAN:
-the generator loss; SNGAN: the loss). DATASET is 'grid' (default) or 'ring'.
+the generator loss; SNGAN: the loss). DATASET is 'grid' (default) or 'ring'
+(others: any ``data.name``, with the grid's settings).
 
 VGrow gets its tuned toy configs (``default.py`` for the grid, ``ring.py``).
 Every other method gets its published defaults (its ``HParams``: losses,
@@ -29,38 +30,40 @@ NUM_OUTER_LOOPS = 250
 
 
 def parse(arg: str):
-  """'method[:variant][,dataset]' -> (method, variant or '', dataset)."""
+  """'method[:variant][,dataset]' -> (method, variant or '', dataset or 'grid').
+
+  Names and values are checked where the config becomes a library Config
+  (one-line errors naming the field); only a variant for a method without
+  one is an error here.
+  """
   spec, _, dataset = (arg or 'gan').partition(',')
   name, _, variant = spec.partition(':')
-  dataset = dataset or 'grid'
-  if dataset not in ('grid', 'ring'):
-    raise ValueError(f'toy.py: dataset {dataset!r} must be grid or ring')
   if variant and name not in VARIANT_FIELD:
     raise ValueError(f'toy.py: method {name!r} has no variant (got {variant!r}); '
                      f'variants exist for {sorted(VARIANT_FIELD)}')
-  return name, variant, dataset
+  return name, variant, dataset or 'grid'
 
 
 def get_config(arg: str = 'gan,grid'):
   name, variant, dataset = parse(arg)
   if name == 'vgrow':
-    return (default if dataset == 'grid' else ring).get_config(variant or 'kl')
+    c = (ring if dataset == 'ring' else default).get_config(variant or 'kl')
+    c.data.name = dataset
+    return c
   c = common.library_defaults()
-  if name not in c.methods:
-    raise ValueError(f'toy.py: unknown method {name!r}; expected one of '
-                     f"{sorted(c.methods) + ['vgrow']}")
   c.method = name
   c.data.name = dataset
   c.model.latent_dim = 16
   c.model.g_width = c.model.d_width = 256
   c.model.g_depth = c.model.d_depth = 3
-  hp = c.methods[name]
-  if 'batch_size' in hp:
-    hp.batch_size = 256
-  if 'g_steps_per_loop' in hp:
-    hp.g_steps_per_loop = G_STEPS_PER_LOOP
-  if variant:
-    setattr(hp, VARIANT_FIELD[name], variant)
+  if name in c.methods:
+    hp = c.methods[name]
+    if 'batch_size' in hp:
+      hp.batch_size = 256
+    if 'g_steps_per_loop' in hp:
+      hp.g_steps_per_loop = G_STEPS_PER_LOOP
+    if variant:
+      setattr(hp, VARIANT_FIELD[name], variant)
   c.training.num_outer_loops = NUM_OUTER_LOOPS
   c.training.log_every = 50
   c.training.checkpoint_every = 100
