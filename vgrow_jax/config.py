@@ -156,6 +156,12 @@ class VGrowConfig:
     clip: (lo, hi) bounds for the particles [(-1, 1) for images], or None.
     clip_to_data_range: clip to the range of the training data instead.
     jeffreys_max_scale: upper clip of s(d) for Jeffreys [100].
+    d_gradient_penalty: λ > 0 adds λ·E(‖∇d(x̂)‖ − 1)² at random points x̂
+      between the real and the pool batch to every D step [0; the
+      progressive-growing code VGrow-Pg: 0.5 = its 0.5 × coef_gp 1].
+    g_ema_decay: β > 0 keeps an exponential moving average of G's
+      parameters, β·EMA + (1 − β)·θ after every outer loop, and samples
+      from it (``generate``) [0; VGrow-Pg: 0.99].
   """
 
   divergence: str = 'kl'
@@ -169,6 +175,8 @@ class VGrowConfig:
   clip: Optional[Tuple[float, float]] = None
   clip_to_data_range: bool = False
   jeffreys_max_scale: float = 100.0
+  d_gradient_penalty: float = 0.0
+  g_ema_decay: float = 0.0
 
   def __post_init__(self):
     from vgrow_jax import divergences  # pylint: disable=g-import-not-at-top
@@ -185,6 +193,10 @@ class VGrowConfig:
            'vgrow.clip', self.clip, 'must be None or (lo, hi) with lo < hi')
     _check(self.jeffreys_max_scale > 1, 'vgrow.jeffreys_max_scale',
            self.jeffreys_max_scale, 'must be > 1')
+    _check(self.d_gradient_penalty >= 0, 'vgrow.d_gradient_penalty',
+           self.d_gradient_penalty, 'must be >= 0')
+    _check(0 <= self.g_ema_decay < 1, 'vgrow.g_ema_decay', self.g_ema_decay,
+           'must be in [0, 1)')
     starts = [s for s, _ in self.g_passes_schedule]
     _check(starts == sorted(starts) and all(p >= 0 for _, p in self.g_passes_schedule),
            'vgrow.g_passes_schedule', self.g_passes_schedule,
@@ -206,6 +218,11 @@ class TrainingConfig:
     checkpoint_every: loops between checkpoints (one is always written last).
     keep_checkpoints: how many checkpoints orbax keeps.
     eval_samples: samples scored by the mode metrics.
+    max_seconds: a wall-clock budget for the training of one invocation,
+      counted from the end of its first (compiling) outer loop; 0 = none.
+      Training stops after the first outer loop that ends past it, and that
+      loop is logged, checkpointed and evaluated like a last loop. Resuming
+      with a budget continues from that checkpoint with a fresh budget.
   """
 
   seed: int = 0
@@ -214,10 +231,12 @@ class TrainingConfig:
   checkpoint_every: int = 100
   keep_checkpoints: int = 3
   eval_samples: int = 2500
+  max_seconds: float = 0.0
 
   def __post_init__(self):
     _check(self.num_outer_loops >= 0, 'training.num_outer_loops',
            self.num_outer_loops, 'must be >= 0')
+    _check(self.max_seconds >= 0, 'training.max_seconds', self.max_seconds, 'must be >= 0')
     for f in ('log_every', 'checkpoint_every', 'keep_checkpoints', 'eval_samples'):
       _check(getattr(self, f) >= 1, f'training.{f}', getattr(self, f), 'must be >= 1')
 

@@ -170,7 +170,13 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str) -> Dict[str, Any]:
       jax.block_until_ready(state)
       compile_s = time.time() - t0  # the first loop includes compilation
       t_mark, loop_mark = time.time(), done
-    if done % tc.log_every == 0 or done == total:
+      t_budget = t_mark  # the budget counts training after compilation
+    out_of_time = False
+    if tc.max_seconds:
+      jax.block_until_ready(state.step)  # time the work done, not the work queued
+      out_of_time = time.time() - t_budget >= tc.max_seconds
+    last = done == total or out_of_time
+    if done % tc.log_every == 0 or last:
       scalars = _scalars(last_metrics)
       for k, v in scalars.items():
         if not math.isfinite(v):
@@ -196,9 +202,13 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str) -> Dict[str, Any]:
                 f" rkl {ev['eval_reverse_kl']:.3f}")
       log.info(msg)
       t_mark, loop_mark = time.time(), done
-    if done % tc.checkpoint_every == 0 or done == total:
+    if done % tc.checkpoint_every == 0 or last:
       _check_finite(state, 'state', done)
       ckpt.save(done, state)
+    if out_of_time:
+      log.info('Stopping at outer loop %d: the %.0f s budget (training.max_seconds) is spent',
+               done, tc.max_seconds)
+      break
 
   # --- Final evaluation, figures, summary.
   ev, samples = evaluate(method, state, dataset, cfg)
