@@ -95,13 +95,15 @@ class ModelConfig:
   """Generator and discriminator.
 
   Attributes:
-    arch: 'mlp' (vectors or flattened arrays) or 'resnet_sn' (the official
-      32×32 SN-ResNet pair, NHWC).
+    arch: 'mlp' (vectors or flattened arrays), 'dcgan' (DCGAN-style conv
+      pair for square images of side 8, 16, 28, 32, 64, ...; BN in G) or
+      'resnet_sn' (the official 32×32 SN-ResNet pair, NHWC).
     latent_dim: nz.
     g_width, g_depth, d_width, d_depth: MLP hidden width and number of hidden
-      layers; for resnet_sn the widths are the channel counts (ngf, ndf).
+      layers; for resnet_sn the widths are the channel counts (ngf, ndf); for
+      dcgan the channels of G's last and D's first conv (ngf, ndf).
     activation: MLP hidden activation, 'relu' or 'leaky_relu' (slope 0.2).
-    d_spectral_norm: spectral norm on the MLP discriminator (resnet_sn always
+    d_spectral_norm: spectral norm on the MLP / DCGAN discriminator (resnet_sn always
       has it, as the official nets).
     sn_power_iterations: power iterations per training forward pass.
     output_tanh: tanh on the MLP generator's output (images in [-1, 1]).
@@ -125,8 +127,8 @@ class ModelConfig:
   def __post_init__(self):
     _check(self.conv_impl in ('auto', 'custom_vjp', 'xla'), 'model.conv_impl',
            self.conv_impl, "expected one of ['auto', 'custom_vjp', 'xla']")
-    _check(self.arch in ('mlp', 'resnet_sn'), 'model.arch', self.arch,
-           "expected one of ['mlp', 'resnet_sn']")
+    _check(self.arch in ('mlp', 'dcgan', 'resnet_sn'), 'model.arch', self.arch,
+           "expected one of ['dcgan', 'mlp', 'resnet_sn']")
     _check(self.activation in ('relu', 'leaky_relu'), 'model.activation',
            self.activation, "expected one of ['leaky_relu', 'relu']")
     for f in ('latent_dim', 'g_width', 'd_width'):
