@@ -36,6 +36,8 @@ setup(
         'console_scripts': [
             'vgrow-train=experiments.main:run',
             'vgrow-sample=experiments.sample:run',
+            'vgrow-eval=experiments.eval:run',
+            'vgrow-classifier=experiments.classifier:run',
         ],
     },
 )

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vgrow_jax import config as config_lib
 from vgrow_jax import conv as conv_lib
 from vgrow_jax import image_data
 
@@ -192,3 +193,16 @@ def load(path: str) -> Classifier:
                       tuple(int(v) for v in f['meta/image_shape']),
                       int(f['meta/num_classes']), float(f['meta/test_accuracy']),
                       str(f['meta/train_data']))
+
+
+def fit_on_config(data_cfg: config_lib.DataConfig, **kw) -> Classifier:
+  """Trains on the config's training split, tests on its held-out split ('test').
+
+  Raises:
+    ValueError: the source has no held-out split or no labels.
+  """
+  if not image_data.has_held_out_split(data_cfg):
+    raise ValueError(f'data.name={data_cfg.name!r} has no held-out split to test a classifier '
+                     "on; use 'mnist_5k', 'digits' or 'tfds'")
+  return fit(image_data.load_arrays(data_cfg, 'train'), image_data.load_arrays(data_cfg, 'test'),
+             **kw)

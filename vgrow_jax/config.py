@@ -243,6 +243,8 @@ class TrainingConfig:
     checkpoint_every: loops between checkpoints (one is always written last).
     keep_checkpoints: how many checkpoints orbax keeps.
     eval_samples: samples scored by the mode metrics.
+    figure_every: loops between progress figures (a grid of samples from 64
+      fixed latents, image data only, and the loss curves); 0 = none.
   """
 
   seed: int = 0
@@ -251,10 +253,12 @@ class TrainingConfig:
   checkpoint_every: int = 100
   keep_checkpoints: int = 3
   eval_samples: int = 2500
+  figure_every: int = 0
 
   def __post_init__(self):
     _check(self.num_outer_loops >= 0, 'training.num_outer_loops',
            self.num_outer_loops, 'must be >= 0')
+    _check(self.figure_every >= 0, 'training.figure_every', self.figure_every, 'must be >= 0')
     for f in ('log_every', 'checkpoint_every', 'keep_checkpoints', 'eval_samples'):
       _check(getattr(self, f) >= 1, f'training.{f}', getattr(self, f), 'must be >= 1')
 

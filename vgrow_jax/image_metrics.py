@@ -31,7 +31,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Callable, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -193,3 +193,33 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, *, k: int = 3) -> Tuple
   precision = _in_manifold(fake, real, _knn_radii(real, k)).mean()
   recall = _in_manifold(real, fake, _knn_radii(fake, k)).mean()
   return float(precision), float(recall)
+
+
+def evaluate_images(generated: np.ndarray, reference: np.ndarray, *, feature_fn: FeatureFn,
+                    probs_fn: Optional[FeatureFn] = None, kid_subsets: int = 100,
+                    kid_subset_size: int = 500, pr_k: int = 3, seed: int = 0) -> Dict[str, float]:
+  """Every metric of generated vs reference images, in one dict.
+
+  Args:
+    generated, reference: images ``[N, ...]`` in the range ``feature_fn`` expects.
+    feature_fn: images -> features ``[B, D]`` (Fréchet distance, KID, P/R).
+    probs_fn: images -> class probabilities ``[B, K]`` (classifier score of
+      both sets), or None.
+    kid_subsets, kid_subset_size: KID subsets.
+    pr_k: k of the precision/recall manifolds.
+    seed: of the KID subsets.
+
+  Returns:
+    ``fd``, ``kid``, ``kid_std``, ``precision``, ``recall`` and, with
+    ``probs_fn``, ``score`` and ``score_reference``.
+  """
+  fg, fr = features(feature_fn, generated), features(feature_fn, reference)
+  kid, kid_std = kernel_inception_distance(fg, fr, num_subsets=kid_subsets,
+                                           subset_size=kid_subset_size, seed=seed)
+  precision, recall = precision_recall(fr, fg, k=pr_k)
+  out = {'fd': frechet_distance_of_features(fg, fr), 'kid': kid, 'kid_std': kid_std,
+         'precision': precision, 'recall': recall}
+  if probs_fn is not None:
+    out['score'] = classifier_score(features(probs_fn, generated))[0]
+    out['score_reference'] = classifier_score(features(probs_fn, reference))[0]
+  return out
