@@ -14,17 +14,22 @@ def test_dcgan_plan(size, plan):
   assert models.dcgan_plan(size) == plan
 
 
-def _pair(size, channels, w=4, nz=3, impl='custom_vjp', init=jax.jit):
-  cfg = config_lib.ModelConfig(arch='dcgan', latent_dim=nz, g_width=w, d_width=w, conv_impl=impl)
+def _pair(size, channels, w=4, nz=3, init=jax.jit):
+  cfg = config_lib.ModelConfig(arch='dcgan', latent_dim=nz, g_width=w, d_width=w,
+                               conv_impl='custom_vjp')
   g, d = models.build(cfg, (size, size, channels))
   gp, gs = init(g.init)(jax.random.PRNGKey(0), jnp.zeros((2, nz)))
   dp, ds = init(d.init)(jax.random.PRNGKey(1), jnp.zeros((2, size, size, channels)))
   return g, d, gp, gs, dp, ds
 
 
+def _shapes(f):
+  return lambda *a: jax.eval_shape(f, *a)
+
+
 @pytest.mark.parametrize('size,channels', [(28, 1), (32, 3), (64, 3)])
-def test_dcgan_parameter_count(size, channels):
-  _, _, gp, _, dp, _ = _pair(size, channels, init=lambda f: lambda *a: jax.eval_shape(f, *a))
+def test_dcgan_parameter_count_and_shapes(size, channels):
+  g, d, gp, gs, dp, ds = _pair(size, channels, init=_shapes)
   s0, k = models.dcgan_plan(size)
   w, nz, c = 4, 3, channels
   chans = [w * 2 ** (k - 1 - i) for i in range(k)]  # G's conv widths
@@ -42,19 +47,16 @@ def test_dcgan_parameter_count(size, channels):
   d_expected += s0 * s0 * prev + 1
   count = lambda t: sum(x.size for x in jax.tree.leaves(t))
   assert count(gp) == g_expected and count(dp) == d_expected
-
-
-def test_dcgan_shapes():
-  g, d, gp, gs, dp, ds = _pair(28, 1)
-  x = jax.jit(g.eval_apply)(gp, gs, jax.random.normal(jax.random.PRNGKey(2), (5, 3)))
-  assert x.shape == (5, 28, 28, 1) and float(jnp.abs(x).max()) <= 1.0
-  assert jax.jit(d.eval_apply)(dp, ds, x).shape == (5,)
+  x = _shapes(g.eval_apply)(gp, gs, jnp.zeros((5, nz)))
+  assert x.shape == (5, size, size, c)
+  assert _shapes(d.eval_apply)(dp, ds, x).shape == (5,)
 
 
 def test_dcgan_batchnorm_train_uses_the_batch_and_eval_the_running_averages():
   g, _, gp, gs, _, _ = _pair(8, 1)
   z = jax.random.normal(jax.random.PRNGKey(3), (16, 3))
   y_train, new_gs = g.train_apply(gp, gs, z)
+  assert y_train.shape == (16, 8, 8, 1) and float(jnp.abs(y_train).max()) <= 1.0  # tanh
   # Training mode normalises with the batch: a sample's output depends on its batch.
   y_half, _ = g.train_apply(gp, gs, z[:8])
   assert float(jnp.abs(y_train[:8] - y_half).max()) > 1e-3
@@ -68,11 +70,14 @@ def test_dcgan_batchnorm_train_uses_the_batch_and_eval_the_running_averages():
 
 
 def test_dcgan_logits_are_per_sample_and_impls_agree():
-  _, d, _, _, dp, ds = _pair(16, 1)
+  build = lambda impl: models.build(config_lib.ModelConfig(arch='dcgan', d_width=4,
+                                                           conv_impl=impl), (16, 16, 1))[1]
+  d, d_xla = build('custom_vjp'), build('xla')
+  dp, ds = jax.jit(d.init)(jax.random.PRNGKey(1), jnp.zeros((2, 16, 16, 1)))
   x = jax.random.uniform(jax.random.PRNGKey(4), (6, 16, 16, 1), minval=-1, maxval=1)
   full = d.eval_apply(dp, ds, x)
   np.testing.assert_allclose(d.eval_apply(dp, ds, x[2:3]), full[2:3], rtol=1e-5, atol=1e-6)
-  _, d_xla, _, _, _, _ = _pair(16, 1, impl='xla', init=lambda f: f)
+  # Same parameter tree: the nn.Conv version computes the same logits.
   np.testing.assert_allclose(d_xla.eval_apply(dp, ds, x), full, rtol=1e-4, atol=1e-5)
 
 
