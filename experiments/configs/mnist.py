@@ -12,33 +12,28 @@ afford). The official run is ``official.py`` with ``--config.data.name=mnist_5k
 --config.data.image_size=32``.
 """
 
-from experiments.configs import common
+from experiments.configs import official
 
 
 def get_config(arch: str = 'dcgan'):
-  c = common.library_defaults()
-  c.method = 'vgrow'
+  c = official.get_config('kl')
   c.data.name = 'mnist_5k'
+  c.data.path = ''
   c.data.split = 'train'
   c.data.image_size = 32
   c.data.resize = 'bilinear'
+  # Scaled to a 2-core CPU (the official values are in official.py).
   c.model.arch = arch or 'dcgan'
-  c.model.latent_dim = 128
   c.model.g_width = 32
   c.model.d_width = 32
   c.model.sn_power_iterations = 1
-  c.vgrow.divergence = 'kl'
-  c.vgrow.batch_size = 64
   c.vgrow.pool_batches = 4
   c.vgrow.particle_steps = 5
-  c.vgrow.d_steps = 1
   c.vgrow.g_passes = 1
-  c.vgrow.step_size = 0.5
-  c.vgrow.clip = (-1.0, 1.0)
+  c.vgrow.g_passes_schedule = ()
   for opt in (c.g_optimizer, c.d_optimizer):
-    opt.name = 'rmsprop'
     opt.learning_rate = 2e-4
-    opt.decay = 0.99
+    opt.lr_decay_boundaries = ()
   c.training.num_outer_loops = 100
   c.training.log_every = 10
   c.training.checkpoint_every = 25
