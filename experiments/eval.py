@@ -8,8 +8,9 @@ appended to ``W/metrics.jsonl`` (``eval_fcd``, ``eval_kid``, ...; its ``protocol
 
 The feature network is the repo's digit classifier: ``--classifier`` (from
 ``vgrow-classifier``), else ``W/classifier.npz``, else one is trained on the run's training
-split (labelled sources only), saved there and its test accuracy printed. Inception features
-are not available offline, so no Inception number is ever printed.
+split (labelled sources only), saved there and its test accuracy printed. FID (Inception-v3
+features) only with ``--inception_weights`` (a file you supply; format in
+``vgrow_jax/inception.py``): no Inception number is printed without one.
 """
 
 import json
@@ -25,6 +26,7 @@ from experiments import cli
 from vgrow_jax import classifier as classifier_lib
 from vgrow_jax import image_data
 from vgrow_jax import image_metrics
+from vgrow_jax import inception
 from vgrow_jax import train
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir.', required=True)
@@ -36,6 +38,9 @@ _SPLIT = flags.DEFINE_string('reference_split', '', "Reference split (default: '
 _KID_SUBSETS = flags.DEFINE_integer('kid_subsets', 100, 'KID subsets.', lower_bound=1)
 _KID_SIZE = flags.DEFINE_integer('kid_subset_size', 500, 'KID subset size.', lower_bound=2)
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint (outer loop); default latest.')
+_INCEPTION = flags.DEFINE_string('inception_weights', '', 'Inception-v3 FID weights .npz '
+                                 '(format: vgrow_jax/inception.py); adds FID and KID in '
+                                 'Inception features. Without it no Inception number is given.')
 
 
 def _classifier(workdir: str, path: str, data_cfg) -> classifier_lib.Classifier:
@@ -54,7 +59,8 @@ def _classifier(workdir: str, path: str, data_cfg) -> classifier_lib.Classifier:
 
 def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: int = 1000,
                      reference_split: str = '', kid_subsets: int = 100,
-                     kid_subset_size: int = 500, step=None) -> Dict[str, Any]:
+                     kid_subset_size: int = 500, step=None,
+                     inception_weights: str = '') -> Dict[str, Any]:
   """The metrics record of a workdir (also appended to its metrics.jsonl)."""
   cfg, method, state = train.restore(workdir, step)
   data_cfg = cfg.data
@@ -83,6 +89,14 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
             'eval_kid_std': m['kid_std'], 'eval_classifier_score': m['score'],
             'eval_classifier_score_reference': m['score_reference'],
             'eval_precision': m['precision'], 'eval_recall': m['recall'], 'protocol': protocol}
+  if inception_weights:
+    mi = image_metrics.evaluate_images(
+        generated, reference, feature_fn=inception.feature_fn(
+            inception.load_params(inception_weights)),
+        kid_subsets=kid_subsets, kid_subset_size=min(kid_subset_size, n))
+    record.update({'eval_fid': mi['fd'], 'eval_kid_inception': mi['kid'],
+                   'eval_kid_inception_std': mi['kid_std']})
+    protocol['inception'] = f'Inception-v3 (FID variant, 2048 pool features) from {inception_weights}'
   with open(os.path.join(workdir, train.METRICS_FILE), 'a') as f:
     f.write(json.dumps(record) + '\n')
   return record
@@ -99,7 +113,8 @@ def format_record(r: Dict[str, Any]) -> str:
       f"(reference images: {r['eval_classifier_score_reference']:.3f})",
       f"  precision {r['eval_precision']:.3f}, recall {r['eval_recall']:.3f} "
       f"({p['precision_recall']})",
-  ])
+  ] + ([f"  FID {r['eval_fid']:.3f}, KID {r['eval_kid_inception']:.5f} ± "
+        f"{r['eval_kid_inception_std']:.5f} ({p['inception']})"] if 'eval_fid' in r else []))
 
 
 def main(argv):
@@ -110,7 +125,7 @@ def main(argv):
     r = evaluate_workdir(_WORKDIR.value, classifier_path=_CLASSIFIER.value,
                          num_samples=_NUM.value, reference_split=_SPLIT.value,
                          kid_subsets=_KID_SUBSETS.value, kid_subset_size=_KID_SIZE.value,
-                         step=_STEP.value)
+                         step=_STEP.value, inception_weights=_INCEPTION.value)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'vgrow-eval: {e}')
   print(format_record(r), flush=True)
