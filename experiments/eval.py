@@ -96,7 +96,8 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
         kid_subsets=kid_subsets, kid_subset_size=min(kid_subset_size, n))
     record.update({'eval_fid': mi['fd'], 'eval_kid_inception': mi['kid'],
                    'eval_kid_inception_std': mi['kid_std']})
-    protocol['inception'] = f'Inception-v3 (FID variant, 2048 pool features) from {inception_weights}'
+    protocol['inception'] = ('Inception-v3 (FID variant, 2048 pool features) from '
+                             f'{inception_weights}')
   with open(os.path.join(workdir, train.METRICS_FILE), 'a') as f:
     f.write(json.dumps(record) + '\n')
   return record
