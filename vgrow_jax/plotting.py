@@ -108,6 +108,8 @@ def loss_curves(path: str, metrics_path: str) -> None:
   ax.set_ylabel('loss')
   if series:
     ax.legend()
+    if all(v > 0 for pts in series.values() for _, v in pts):
+      ax.set_yscale('log')  # D and G losses differ by orders of magnitude
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
