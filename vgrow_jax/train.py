@@ -8,6 +8,8 @@ A workdir holds (see WORKSPACE.md):
 * ``metrics.jsonl``  one JSON record per log point (``train_*``, ``eval_*``);
 * ``samples.png``    generated samples over the data;
 * ``flow.png``       particles before/after the last outer loop's flow;
+* ``grids/loop_<N>.png``, ``losses.png``  every ``training.figure_every``
+  loops: samples from 64 fixed latents (images) and the loss curves;
 * ``checkpoints/``   orbax checkpoints (latest + keep N).
 
 Running again with the same workdir resumes from the latest checkpoint; a
@@ -202,6 +204,10 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str) -> Dict[str, Any]:
                 f" rkl {ev['eval_reverse_kl']:.3f}")
       log.info(msg)
       t_mark, loop_mark = time.time(), done
+    if tc.figure_every and (done % tc.figure_every == 0 or last):
+      grid = (generate(method, state, eval_latents(method, tc.seed, 64))
+              if len(dataset.shape) == 3 else None)
+      plotting.progress_figures(workdir, done, grid, metrics_path)
     if done % tc.checkpoint_every == 0 or last:
       _check_finite(state, 'state', done)
       ckpt.save(done, state)
