@@ -45,6 +45,9 @@ class Method(NamedTuple):
 # load only when it is used.
 _REGISTRY: Dict[str, str] = {
     'vgrow': 'vgrow_jax.vgrow:make',
+    'mmd': 'vgrow_jax.mmd:make',
+    'vae': 'vgrow_jax.vae:make',
+    'stein_kl': 'vgrow_jax.stein_kl:make',
 }
 
 NAMES = tuple(sorted(_REGISTRY))
