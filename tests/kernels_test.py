@@ -12,8 +12,10 @@ def test_profiles_and_median_match_hand_formulas():
   x = np.random.default_rng(0).normal(size=(7, 3)).astype(np.float32)
   d2 = ((x[:, None] - x[None]) ** 2).sum(-1)
   np.testing.assert_allclose(kernels.squared_distances(x, x), d2, atol=1e-5)
-  np.testing.assert_allclose(kernels.median_squared_distance(x),
-                             np.median(d2[np.triu_indices(7, 1)]), rtol=1e-5)
+  for pts in (x, np.r_[x, -x[:1]]):  # 21 and 28 pairs: odd and even counts
+    dp = ((pts[:, None] - pts[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(kernels.median_squared_distance(pts),
+                               np.median(dp[np.triu_indices(len(pts), 1)]), rtol=1e-5)
   np.testing.assert_allclose(kernels.gram(x, x, kernels.rbf((0.5, 2.0))),
                              np.exp(-d2 / 0.5) + np.exp(-d2 / 8.0), rtol=1e-5)
   np.testing.assert_allclose(kernels.gram(x, x, kernels.imq((0.5, 2.0))),
