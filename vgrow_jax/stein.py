@@ -62,21 +62,19 @@ def _kernel_and_slope(x: Array, y: Array, profile: kernels.Profile):
   return k, -2.0 * dphi
 
 
-def _regularised_factor(k: Array, eta: float) -> Array:
-  """L with L Lᵀ = K + ηI (lower Cholesky factor)."""
-  return jnp.linalg.cholesky(k + eta * jnp.eye(k.shape[0], dtype=k.dtype))
+def _regularised_factor(k: Array, eta: float):
+  """The Cholesky factor of K + ηI (symmetric positive definite for η > 0)."""
+  return jsl.cho_factor(k + eta * jnp.eye(k.shape[0], dtype=k.dtype), lower=True)
 
 
-def _solve(chol: Array, b: Array) -> Array:
-  """(L Lᵀ)⁻¹ b. Two triangular solves, both on L: on XLA:CPU this is ~100× faster
-  for many right-hand sides than ``cho_solve`` or a solve on Lᵀ (measured, 100×100)."""
-  y = jsl.solve_triangular(chol, b, lower=True)
-  return jsl.solve_triangular(chol, y, lower=True, trans='T')
+def _solve(factor, b: Array) -> Array:
+  """(K + ηI)⁻¹ b from the factor."""
+  return jsl.cho_solve(factor, b)
 
 
-def _in_sample(x: Array, c: Array, chol: Array) -> Array:
+def _in_sample(x: Array, c: Array, factor) -> Array:
   div = x * jnp.sum(c, axis=1, keepdims=True) - c @ x  # ⟨∇, K⟩ [K, D]
-  return -_solve(chol, div)
+  return -_solve(factor, div)
 
 
 def stein_score(x: Array, profile: kernels.Profile, *, eta: float) -> Array:
@@ -105,10 +103,10 @@ def stein_score_out_of_sample(x_new: Array, samples: Array, profile: kernels.Pro
     The out-of-sample Stein estimate (module docstring) at every row of x_new.
   """
   k_yy, c_yy = _kernel_and_slope(samples, samples, profile)
-  chol = _regularised_factor(k_yy, eta)
-  g_y = _in_sample(samples, c_yy, chol)  # [K, D]
+  factor = _regularised_factor(k_yy, eta)
+  g_y = _in_sample(samples, c_yy, factor)  # [K, D]
   k_xy, c_xy = _kernel_and_slope(x_new, samples, profile)  # [M, K]
-  w = _solve(chol, k_xy.T).T  # k_{*Y}(K_YY + ηI)^{-1} [M, K]
+  w = _solve(factor, k_xy.T).T  # k_{*Y}(K_YY + ηI)^{-1} [M, K]
   # ∇_{x*} k(x*, y_j) = −C_*j (x* − y_j); weight row j by (1 + w_j).
   a = (1.0 + w) * c_xy  # [M, K]
   grad_term = -(x_new * jnp.sum(a, axis=1, keepdims=True) - a @ samples)  # [M, D]
