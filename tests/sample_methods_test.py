@@ -88,3 +88,15 @@ def test_stein_kl_direction_is_the_gaussian_score_difference():
   assert cosine > 0.98, mean
   # The ridge η shrinks the estimate a little (measured: 0.83·|m|).
   assert 0.7 < np.linalg.norm(mean) / np.linalg.norm(m) < 1.1, mean
+
+
+@pytest.mark.parametrize('name', sorted(TINY_METHODS))
+def test_toy_configs_build_the_methods_settings(name):
+  import importlib  # pylint: disable=g-import-not-at-top
+  module = importlib.import_module(f'experiments.configs.{name}')
+  for dataset in ('grid', 'ring'):
+    cfg = config_lib.Config.from_dict(module.get_config(dataset).to_dict())
+    assert cfg.method == name and cfg.data.name == dataset
+    assert isinstance(cfg.hparams, type(TINY_METHODS[name]))
+  if name == 'mmd':  # bandwidths follow the data scale
+    assert max(cfg.hparams.bandwidths) < max(module.get_config('grid').methods.mmd.bandwidths)
