@@ -67,9 +67,9 @@ def test_learned_gaussian_std_moves_and_the_elbo_rises():
   ds = data_lib.ring(std=0.05)
   hp = vae.HParams(batch_size=128, steps_per_loop=25, decoder_std=0.3,
                    g_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=3e-3))
-  _, state, history = _run(hp, ds, 16)
+  _, state, history = _run(hp, ds, 8)
   assert state.params['log_std'].shape == (2,)  # one σ per data dimension, learned
-  # σ moves (measured: 0.30 -> 0.33 -> 0.29 over 400 steps).
+  # σ moves (measured: 0.30 -> 0.33 over 200 steps, back to 0.29 by 400).
   assert abs(float(history[-1]['decoder_std']) - 0.3) > 0.005, history[-1]
   assert float(history[-1]['kl']) > 0.5  # the latent is used (no posterior collapse)
   assert float(history[-1]['g_loss']) < float(history[0]['g_loss']) - 1.0
@@ -82,7 +82,7 @@ def test_bernoulli_decoder_learns_two_binary_patterns():
   ds = data_lib.from_array(x)
   hp = vae.HParams(decoder='bernoulli', batch_size=100, steps_per_loop=25,
                    g_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=3e-3))
-  m, state, history = _run(hp, ds, 12)
+  m, state, history = _run(hp, ds, 8)
   first, last = float(history[0]['g_loss']), float(history[-1]['g_loss'])
   assert first > 2.0 and last < 1.2, (first, last)  # 4·log 2 = 2.77, log 2 = 0.69
   s = np.asarray(m.generate(state, jax.random.normal(jax.random.PRNGKey(1), (200, 2))))

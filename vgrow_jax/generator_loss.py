@@ -25,7 +25,8 @@ from vgrow_jax import models
 from vgrow_jax import optim
 
 Array = jax.Array
-# (fake [B, ...], real [B, ...]) -> (scalar loss to minimise, scalar metrics)
+# (fake [B, ...], real [B, ...]) -> (scalar loss to minimise, scalar metrics);
+# the loss is logged as g_loss unless the metrics give their own g_loss.
 LossFn = Callable[[Array, Array], Tuple[Array, Dict[str, Array]]]
 
 
