@@ -15,24 +15,12 @@ _BANDWIDTHS = {
 
 
 def get_config(dataset: str = 'grid'):
-  dataset = dataset or 'grid'
-  c = common.library_defaults()
-  c.method = 'mmd'
-  c.data.name = dataset
-  c.model.latent_dim = 16
-  c.model.g_width = 256
-  c.model.g_depth = 3
+  c = common.toy_baseline('mmd', dataset)
   hp = c.methods.mmd
   hp.kernel = 'rbf'
-  hp.bandwidths = _BANDWIDTHS[dataset]
+  hp.bandwidths = _BANDWIDTHS[c.data.name]
   hp.estimator = 'v'
   hp.sqrt_loss = True
   hp.batch_size = 500
   hp.steps_per_loop = 20
-  hp.g_optimizer.name = 'adam'
-  hp.g_optimizer.learning_rate = 1e-3
-  hp.g_optimizer.b1 = 0.5
-  c.training.num_outer_loops = 300
-  c.training.log_every = 25
-  c.training.checkpoint_every = 100
   return c
