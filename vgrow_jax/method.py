@@ -50,6 +50,9 @@ _REGISTRY: Dict[str, str] = {
     'wgan_gp': 'vgrow_jax.wgan_gp:make',
     'sngan': 'vgrow_jax.sngan:make',
     'fgan': 'vgrow_jax.fgan:make',
+    'mmd': 'vgrow_jax.mmd:make',
+    'vae': 'vgrow_jax.vae:make',
+    'stein_kl': 'vgrow_jax.stein_kl:make',
 }
 
 NAMES = tuple(sorted(_REGISTRY))

@@ -334,3 +334,64 @@ def build(cfg: config_lib.ModelConfig, data_shape: Tuple[int, ...]) -> Tuple[Net
                            impl)
     return as_net(g), as_net(d)
   raise ValueError(f'unknown model.arch {cfg.arch!r}; expected dcgan, mlp or resnet_sn')
+
+
+  raise ValueError(f'unknown model.arch {cfg.arch!r}; expected mlp or resnet_sn')
+
+
+
+# --- Encoders (VAE). Kept apart from the G/D nets above: x [B, ...] -> [B, 2·nz]
+# (the posterior mean and log-variance, concatenated). They reuse D's
+# structural settings (d_width, d_depth; the ResNet D trunk, without spectral norm).
+
+
+class MLPEncoder(nn.Module):
+  """x ``[B, ...]`` -> ``[B, 2·latent_dim]`` through ``depth`` hidden layers."""
+
+  latent_dim: int
+  width: int = 256
+  depth: int = 3
+  activation: str = 'relu'
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    del train
+    act = _activation(self.activation)
+    h = x.reshape((x.shape[0], -1))
+    for _ in range(self.depth):
+      h = act(nn.Dense(self.width)(h))
+    return nn.Dense(2 * self.latent_dim)(h)
+
+
+class ResNetEncoder(nn.Module):
+  """Images ``[B, 32, 32, C]`` -> ``[B, 2·latent_dim]``: the ResNet D trunk, no spectral norm."""
+
+  latent_dim: int
+  width: int = 128
+  conv_impl: str = 'custom_vjp'
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    h = x
+    for i, down in enumerate((True, True, False, False)):
+      h = _ResBlockDown(self.width, 0, down=down, first=i == 0,
+                        conv_impl=self.conv_impl)(h, train=train)
+    h = nn.relu(h).sum(axis=(1, 2))  # [B, W]
+    return nn.Dense(2 * self.latent_dim, kernel_init=_normal002)(h)
+
+
+def build_encoder(cfg: config_lib.ModelConfig, data_shape: Tuple[int, ...]) -> Net:
+  """The encoder that pairs with :func:`build`'s generator in a VAE (2·nz outputs).
+
+  Raises:
+    ValueError: resnet_sn with data that is not ``[32, 32, C]``.
+  """
+  if cfg.arch == 'mlp':
+    return as_net(MLPEncoder(cfg.latent_dim, cfg.d_width, cfg.d_depth, cfg.activation))
+  if cfg.arch == 'resnet_sn':
+    build(cfg, data_shape)  # validates the image shape
+    impl = cfg.conv_impl
+    if impl == 'auto':
+      impl = 'custom_vjp' if jax.default_backend() == 'cpu' else 'xla'
+    return as_net(ResNetEncoder(cfg.latent_dim, cfg.d_width, impl))
+  raise ValueError(f'unknown model.arch {cfg.arch!r}; expected mlp or resnet_sn')
