@@ -336,7 +336,7 @@ def build(cfg: config_lib.ModelConfig, data_shape: Tuple[int, ...]) -> Tuple[Net
   raise ValueError(f'unknown model.arch {cfg.arch!r}; expected dcgan, mlp or resnet_sn')
 
 
-  raise ValueError(f'unknown model.arch {cfg.arch!r}; expected mlp or resnet_sn')
+  raise ValueError(f'model.arch={cfg.arch!r} has no VAE encoder; use mlp or resnet_sn')
 
 
 
@@ -394,4 +394,4 @@ def build_encoder(cfg: config_lib.ModelConfig, data_shape: Tuple[int, ...]) -> N
     if impl == 'auto':
       impl = 'custom_vjp' if jax.default_backend() == 'cpu' else 'xla'
     return as_net(ResNetEncoder(cfg.latent_dim, cfg.d_width, impl))
-  raise ValueError(f'unknown model.arch {cfg.arch!r}; expected mlp or resnet_sn')
+  raise ValueError(f'model.arch={cfg.arch!r} has no VAE encoder; use mlp or resnet_sn')
