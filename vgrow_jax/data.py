@@ -10,7 +10,10 @@ Sources:
   * ``grid``: 25 Gaussians at {-4, -2, 0, 2, 4}², σ = 0.05.
   * ``mixture``: any means ``[M, D]`` and one σ, in any dimension.
   * ``npz``: a file holding one array ``[N, ...]``; batches are drawn
-    uniformly with replacement.
+    uniformly with replacement (a uint8 ``[N, H, W(, C)]`` array is an image
+    set, see :mod:`vgrow_jax.image_data`).
+  * images: ``mnist_5k``, ``digits``, ``idx``, ``folder``, ``tfds``
+    (:mod:`vgrow_jax.image_data`).
 """
 
 from __future__ import annotations
@@ -133,8 +136,8 @@ def from_array(x: Any, *, name: str = 'array') -> Dataset:
   )
 
 
-def from_npz(path: str, *, key: str = '') -> Dataset:
-  """Loads ``[N, ...]`` from an ``.npz`` holding one array (or the one named ``key``)."""
+def read_npz(path: str, *, key: str = '') -> np.ndarray:
+  """The array in an ``.npz`` holding one array (or the one named ``key``)."""
   if not os.path.isfile(path):
     raise DataError(f'npz data file not found: {path!r}')
   try:
@@ -143,21 +146,25 @@ def from_npz(path: str, *, key: str = '') -> Dataset:
       if key:
         if key not in names:
           raise DataError(f'npz file {path!r} has no array {key!r}; it holds {names}')
-        x = f[key]
-      elif len(names) == 1:
-        x = f[names[0]]
-      else:
-        raise DataError(f'npz file {path!r} holds {len(names)} arrays {names}; '
-                        'name one with data.key')
+        return f[key]
+      if len(names) == 1:
+        return f[names[0]]
+      raise DataError(f'npz file {path!r} holds {len(names)} arrays {names}; '
+                      'name one with data.key')
   except DataError:
     raise
   except Exception as e:  # np.load raises several types for a corrupt file
     raise DataError(f'cannot read npz file {path!r}: {type(e).__name__}: {e}') from None
-  return from_array(x, name=os.path.basename(path))
+
+
+def from_npz(path: str, *, key: str = '') -> Dataset:
+  """Loads ``[N, ...]`` from an ``.npz`` holding one array (or the one named ``key``)."""
+  return from_array(read_npz(path, key=key), name=os.path.basename(path))
 
 
 def load(cfg: config_lib.DataConfig) -> Dataset:
-  """The dataset a :class:`DataConfig` names."""
+  """The dataset a :class:`DataConfig` names (images: :mod:`vgrow_jax.image_data`)."""
+  from vgrow_jax import image_data  # pylint: disable=g-import-not-at-top
   std = cfg.std or None
   if cfg.name == 'grid':
     return grid(std=std or 0.05)
@@ -167,10 +174,17 @@ def load(cfg: config_lib.DataConfig) -> Dataset:
     rng = np.random.default_rng(cfg.seed)
     means = rng.uniform(-cfg.scale, cfg.scale, size=(cfg.num_modes, cfg.dim))
     return mixture(means, std or 0.05)
+  if cfg.name in image_data.NAMES:
+    return image_data.load(cfg)
   if cfg.name == 'npz':
-    return from_npz(cfg.path, key=cfg.key)
-  raise DataError(f'unknown dataset {cfg.name!r}; expected one of '
-                  "['grid', 'mixture', 'npz', 'ring']")
+    x = read_npz(cfg.path, key=cfg.key)
+    if image_data.is_image_array(x):
+      return image_data.load(cfg)
+    if cfg.image_size:
+      raise DataError(f'data.image_size={cfg.image_size} needs uint8 images [N, H, W(, C)] '
+                      f'but {cfg.path!r} holds {x.dtype} {x.shape}')
+    return from_array(x, name=os.path.basename(cfg.path))
+  raise DataError(f'unknown dataset {cfg.name!r}; expected one of {list(config_lib.DATA_NAMES)}')
 
 
 def _no_samples(arrays, key, n):

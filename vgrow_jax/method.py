@@ -45,6 +45,14 @@ class Method(NamedTuple):
 # load only when it is used.
 _REGISTRY: Dict[str, str] = {
     'vgrow': 'vgrow_jax.vgrow:make',
+    'gan': 'vgrow_jax.gan:make',
+    'wgan': 'vgrow_jax.wgan:make',
+    'wgan_gp': 'vgrow_jax.wgan_gp:make',
+    'sngan': 'vgrow_jax.sngan:make',
+    'fgan': 'vgrow_jax.fgan:make',
+    'mmd': 'vgrow_jax.mmd:make',
+    'vae': 'vgrow_jax.vae:make',
+    'stein_kl': 'vgrow_jax.stein_kl:make',
 }
 
 NAMES = tuple(sorted(_REGISTRY))

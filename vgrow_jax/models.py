@@ -9,6 +9,10 @@ not), so the training step never needs to know which layers a net has.
 Nets:
   * :class:`MLPGenerator` / :class:`MLPDiscriminator`: vectors (any example
     shape, flattened), configurable width and depth, optional spectral norm.
+  * :class:`DCGANGenerator` / :class:`DCGANDiscriminator`: DCGAN-style
+    conv nets for square images of side s0·2^k (8, 16, 28, 32, 64, ...),
+    BatchNorm in G (batch statistics in ``train_apply``, running averages in
+    ``eval_apply``), none in D.
   * :class:`ResNetGenerator` / :class:`ResNetDiscriminator`: the official
     VGrow SN-ResNet pair for 32×32 images (``xjtuygao/VGrow`` network.py),
     at any width, in NHWC layout. Spectral norm on every weight with
@@ -190,6 +194,76 @@ class ResNetDiscriminator(nn.Module):
     return _MaybeSN(dense, self.sn_steps)(h, train=train)[:, 0]
 
 
+def dcgan_plan(size: int) -> Tuple[int, int]:
+  """(s0, k): a DCGAN grows s0×s0 → size×size by k doublings, 4 ≤ s0 < 8 (or s0 odd).
+
+  32 → (4, 3), 64 → (4, 4), 28 → (7, 2), 8 → (4, 1).
+  """
+  s0, k = size, 0
+  while s0 % 2 == 0 and s0 // 2 >= 4:
+    s0, k = s0 // 2, k + 1
+  return s0, k
+
+
+def _bn():
+  # PyTorch's BatchNorm2d defaults (momentum 0.1 there is 0.9 here).
+  return nn.BatchNorm(momentum=0.9, epsilon=1e-5)
+
+
+class DCGANGenerator(nn.Module):
+  """DCGAN-style G: z ``[B, nz]`` -> images ``[B, S, S, C]`` in [-1, 1].
+
+  Dense to ``[s0, s0, width·2^(k-1)]``, then k × (nearest ×2 upsampling,
+  3×3 conv, BatchNorm, ReLU) halving the channels down to ``width``, then a
+  3×3 conv to C and tanh (``dcgan_plan`` gives s0, k). Upsampling by
+  resize-convolution instead of DCGAN's fractionally-strided convolutions
+  (no checkerboard artefacts, and the convolutions stay stride-1 so their
+  gradients are fast inside XLA:CPU loops, :mod:`vgrow_jax.conv`).
+  """
+
+  out_shape: Tuple[int, int, int]
+  width: int = 64
+  conv_impl: str = 'custom_vjp'
+
+  @nn.compact
+  def __call__(self, z, *, train: bool = False):
+    size, _, channels = self.out_shape
+    s0, k = dcgan_plan(size)
+    ch = self.width * 2 ** max(k - 1, 0)
+    h = nn.Dense(s0 * s0 * ch, kernel_init=_normal002)(z).reshape(z.shape[0], s0, s0, ch)
+    h = nn.relu(_bn()(h, use_running_average=not train))  # [B, s0, s0, ch]
+    for i in range(k):
+      ch = self.width * 2 ** (k - 1 - i)
+      h = _sn_conv(ch, 3, 0, self.conv_impl)(_upsample2(h), train=train)
+      h = nn.relu(_bn()(h, use_running_average=not train))
+    h = _sn_conv(channels, 3, 0, self.conv_impl)(h, train=train)  # [B, S, S, C]
+    return jnp.tanh(h)
+
+
+class DCGANDiscriminator(nn.Module):
+  """DCGAN-style D: images ``[B, S, S, C]`` -> logit ``[B]`` (real = 1).
+
+  k × (3×3 conv, LeakyReLU 0.2, 2×2 average pooling) doubling the channels
+  from ``width``, then a dense logit. No BatchNorm: the flow needs each
+  sample's logit to depend on that sample only. Spectral norm optional.
+  """
+
+  width: int = 64
+  sn_steps: int = 0
+  conv_impl: str = 'custom_vjp'
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    _, k = dcgan_plan(x.shape[1])
+    h = x
+    for i in range(k):
+      h = _sn_conv(self.width * 2 ** i, 3, self.sn_steps, self.conv_impl)(h, train=train)
+      h = _avgpool2(nn.leaky_relu(h, 0.2))
+    h = h.reshape(h.shape[0], -1)  # [B, s0·s0·width·2^(k-1)]
+    dense = nn.Dense(1, kernel_init=_normal002)
+    return _MaybeSN(dense, self.sn_steps)(h, train=train)[:, 0]
+
+
 class Net(NamedTuple):
   """A module as pure functions of (params, state).
 
@@ -231,7 +305,8 @@ def build(cfg: config_lib.ModelConfig, data_shape: Tuple[int, ...]) -> Tuple[Net
   """The (generator, discriminator) pair a :class:`ModelConfig` names.
 
   Raises:
-    ValueError: resnet_sn with data that is not ``[32, 32, C]``.
+    ValueError: resnet_sn with data that is not ``[32, 32, C]``; dcgan with
+      data that is not square ``[S, S, C]``, S = s0·2^k.
   """
   if cfg.arch == 'mlp':
     g = MLPGenerator(tuple(data_shape), cfg.g_width, cfg.g_depth, cfg.activation,
@@ -239,14 +314,84 @@ def build(cfg: config_lib.ModelConfig, data_shape: Tuple[int, ...]) -> Tuple[Net
     d = MLPDiscriminator(cfg.d_width, cfg.d_depth, cfg.activation,
                          cfg.sn_power_iterations if cfg.d_spectral_norm else 0)
     return as_net(g), as_net(d)
+  impl = cfg.conv_impl
+  if impl == 'auto':
+    impl = 'custom_vjp' if jax.default_backend() == 'cpu' else 'xla'
   if cfg.arch == 'resnet_sn':
     if len(data_shape) != 3 or tuple(data_shape[:2]) != (32, 32):
       raise ValueError(f'model.arch=resnet_sn needs 32x32 images [32, 32, C], '
                        f'got example shape {tuple(data_shape)}')
-    impl = cfg.conv_impl
-    if impl == 'auto':
-      impl = 'custom_vjp' if jax.default_backend() == 'cpu' else 'xla'
     g = ResNetGenerator(data_shape[2], cfg.g_width, cfg.sn_power_iterations, impl)
     d = ResNetDiscriminator(cfg.d_width, cfg.sn_power_iterations, impl)
     return as_net(g), as_net(d)
-  raise ValueError(f'unknown model.arch {cfg.arch!r}; expected mlp or resnet_sn')
+  if cfg.arch == 'dcgan':
+    if (len(data_shape) != 3 or data_shape[0] != data_shape[1]
+        or dcgan_plan(data_shape[0])[1] == 0):
+      raise ValueError(f'model.arch=dcgan needs square images [S, S, C] with S = s0·2^k, '
+                       f'k >= 1 (8, 16, 28, 32, 64, ...), got example shape {tuple(data_shape)}')
+    g = DCGANGenerator(tuple(data_shape), cfg.g_width, impl)
+    d = DCGANDiscriminator(cfg.d_width, cfg.sn_power_iterations if cfg.d_spectral_norm else 0,
+                           impl)
+    return as_net(g), as_net(d)
+  raise ValueError(f'unknown model.arch {cfg.arch!r}; expected dcgan, mlp or resnet_sn')
+
+
+  raise ValueError(f'model.arch={cfg.arch!r} has no VAE encoder; use mlp or resnet_sn')
+
+
+
+# --- Encoders (VAE). Kept apart from the G/D nets above: x [B, ...] -> [B, 2·nz]
+# (the posterior mean and log-variance, concatenated). They reuse D's
+# structural settings (d_width, d_depth; the ResNet D trunk, without spectral norm).
+
+
+class MLPEncoder(nn.Module):
+  """x ``[B, ...]`` -> ``[B, 2·latent_dim]`` through ``depth`` hidden layers."""
+
+  latent_dim: int
+  width: int = 256
+  depth: int = 3
+  activation: str = 'relu'
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    del train
+    act = _activation(self.activation)
+    h = x.reshape((x.shape[0], -1))
+    for _ in range(self.depth):
+      h = act(nn.Dense(self.width)(h))
+    return nn.Dense(2 * self.latent_dim)(h)
+
+
+class ResNetEncoder(nn.Module):
+  """Images ``[B, 32, 32, C]`` -> ``[B, 2·latent_dim]``: the ResNet D trunk, no spectral norm."""
+
+  latent_dim: int
+  width: int = 128
+  conv_impl: str = 'custom_vjp'
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    h = x
+    for i, down in enumerate((True, True, False, False)):
+      h = _ResBlockDown(self.width, 0, down=down, first=i == 0,
+                        conv_impl=self.conv_impl)(h, train=train)
+    h = nn.relu(h).sum(axis=(1, 2))  # [B, W]
+    return nn.Dense(2 * self.latent_dim, kernel_init=_normal002)(h)
+
+
+def build_encoder(cfg: config_lib.ModelConfig, data_shape: Tuple[int, ...]) -> Net:
+  """The encoder that pairs with :func:`build`'s generator in a VAE (2·nz outputs).
+
+  Raises:
+    ValueError: resnet_sn with data that is not ``[32, 32, C]``.
+  """
+  if cfg.arch == 'mlp':
+    return as_net(MLPEncoder(cfg.latent_dim, cfg.d_width, cfg.d_depth, cfg.activation))
+  if cfg.arch == 'resnet_sn':
+    build(cfg, data_shape)  # validates the image shape
+    impl = cfg.conv_impl
+    if impl == 'auto':
+      impl = 'custom_vjp' if jax.default_backend() == 'cpu' else 'xla'
+    return as_net(ResNetEncoder(cfg.latent_dim, cfg.d_width, impl))
+  raise ValueError(f'model.arch={cfg.arch!r} has no VAE encoder; use mlp or resnet_sn')

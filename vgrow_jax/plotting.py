@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Optional
 
 import matplotlib
@@ -82,3 +84,42 @@ def flow_figure(path: str, before: np.ndarray, after: np.ndarray,
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def grid_png(path: str, images: np.ndarray, *, ncol: int = 8) -> None:
+  """Images ``[N, H, W(, C)]`` in [-1, 1] as one PNG grid, one pixel per pixel."""
+  plt.imsave(path, _image_grid(images, ncol), cmap='gray', vmin=0, vmax=1)
+
+
+def loss_curves(path: str, metrics_path: str) -> None:
+  """Every ``train_*loss*`` series of a metrics.jsonl against the outer loop."""
+  series = {}
+  with open(metrics_path) as f:
+    for line in f:
+      r = json.loads(line)
+      for k, v in r.items():
+        if k.startswith('train_') and 'loss' in k and isinstance(v, (int, float)):
+          series.setdefault(k[6:], []).append((r['loop'], v))
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for name, pts in sorted(series.items()):
+    loops, vals = zip(*pts)
+    ax.plot(loops, vals, label=name)
+  ax.set_xlabel('outer loop')
+  ax.set_ylabel('loss')
+  if series:
+    ax.legend()
+    if all(v > 0 for pts in series.values() for _, v in pts):
+      ax.set_yscale('log')  # D and G losses differ by orders of magnitude
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def progress_figures(workdir: str, loop: int, grid: Optional[np.ndarray],
+                     metrics_path: str) -> None:
+  """``grids/loop_<loop>.png`` (when ``grid`` images are given) and ``losses.png``."""
+  if grid is not None:
+    os.makedirs(os.path.join(workdir, 'grids'), exist_ok=True)
+    grid_png(os.path.join(workdir, 'grids', f'loop_{loop:06d}.png'), grid)
+  if os.path.isfile(metrics_path):
+    loss_curves(os.path.join(workdir, 'losses.png'), metrics_path)

@@ -62,3 +62,11 @@ class StopRequest:
     if jax.process_count() > 1:
       signum = int(np.max(multihost_utils.process_allgather(np.int32(signum))))
     return signal.Signals(signum).name if signum else None
+
+
+def any_process(flag: bool) -> bool:
+  """Whether ``flag`` holds in any process (a collective in a multi-process job),
+  so that all processes leave a loop together."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return bool(np.any(multihost_utils.process_allgather(np.bool_(flag))))

@@ -8,6 +8,8 @@ A workdir holds (see WORKSPACE.md):
 * ``metrics.jsonl``  one JSON record per log point (``train_*``, ``eval_*``);
 * ``samples.png``    generated samples over the data;
 * ``flow.png``       particles before/after the last outer loop's flow;
+* ``grids/loop_<N>.png``, ``losses.png``  every ``training.figure_every``
+  loops: samples from 64 fixed latents (images) and the loss curves;
 * ``checkpoints/``   orbax checkpoints (latest + keep N); ``checkpoints/<N>.corrupt``
   is a checkpoint that could not be read, set aside (never deleted).
 
@@ -226,7 +228,14 @@ def _train_and_evaluate(cfg: config_lib.Config, workdir: str, mesh: jax.sharding
     if compile_s is None:
       compile_s = time.time() - t0  # the first loop includes compilation
       t_mark, loop_mark = time.time(), done
-    if done % tc.log_every == 0 or done == total:
+      t_budget = t_mark  # the budget counts training after compilation
+    out_of_time = False
+    if tc.max_seconds:
+      jax.block_until_ready(state.step)  # time the work done, not the work queued
+      # Processes' clocks differ: all stop when any is out of time.
+      out_of_time = preemption.any_process(time.time() - t_budget >= tc.max_seconds)
+    last = done == total or out_of_time
+    if done % tc.log_every == 0 or last:
       scalars = _scalars(last_metrics)
       now = time.time()
       rate = (done - loop_mark) / (now - t_mark) if done > loop_mark else float('nan')
@@ -249,8 +258,14 @@ def _train_and_evaluate(cfg: config_lib.Config, workdir: str, mesh: jax.sharding
                 f" rkl {ev['eval_reverse_kl']:.3f}")
       log.info(msg)
       t_mark, loop_mark = time.time(), done
+    if tc.figure_every and (done % tc.figure_every == 0 or last):
+      # Every process generates (a collective); process 0 draws.
+      grid = (generate(method, state, eval_latents(method, tc.seed, 64))
+              if len(dataset.shape) == 3 else None)
+      if main:
+        plotting.progress_figures(workdir, done, grid, metrics_path)
     signal_name = stop.requested()
-    if done % tc.checkpoint_every == 0 or done == total or signal_name:
+    if done % tc.checkpoint_every == 0 or last or signal_name:
       ckpt.save(done, state)
       last_saved = done
     if signal_name:
@@ -258,6 +273,10 @@ def _train_and_evaluate(cfg: config_lib.Config, workdir: str, mesh: jax.sharding
       result = _stopped(cfg, ckpt, signal_name, done, t_start, last_metrics)
       log.warning(result['summary'])
       return result
+    if out_of_time:
+      log.info('Stopping at outer loop %d: the %.0f s budget (training.max_seconds) is spent',
+               done, tc.max_seconds)
+      break
 
   # --- Final evaluation, figures, summary.
   ev, samples = evaluate(method, state, dataset, cfg)

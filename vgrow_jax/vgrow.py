@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vgrow_jax import adversarial
 from vgrow_jax import config as config_lib
 from vgrow_jax import data as data_lib
 from vgrow_jax import divergences
@@ -62,6 +63,8 @@ class VGrowState:
   d_params: Any
   d_state: Any
   d_opt_state: Any
+  # EMA of g_params when vgrow.g_ema_decay > 0 (VGrow-Pg), else None (no leaves).
+  g_ema_params: Any = None
 
 
 def discriminator_loss(logit_real: Array, logit_fake: Array) -> Array:
@@ -137,10 +140,14 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     return VGrowState(
         step=jnp.zeros((), jnp.int32), key=jax.random.PRNGKey(cfg.training.seed),
         g_params=g_params, g_state=g_state, g_opt_state=g_tx.init(g_params),
-        d_params=d_params, d_state=d_state, d_opt_state=d_tx.init(d_params))
+        d_params=d_params, d_state=d_state, d_opt_state=d_tx.init(d_params),
+        g_ema_params=g_params if vc.g_ema_decay else None)
 
   def generate(state: VGrowState, z: Array) -> Array:
     return g_net.eval_apply(state.g_params, state.g_state, z)
+
+  def generate_from_ema(state: VGrowState, z: Array) -> Array:
+    return g_net.eval_apply(state.g_ema_params, state.g_state, z)
 
   def d_update(data_arrays, carry, key):
     d_params, d_state, d_opt_state, x = carry
@@ -151,7 +158,13 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
 
     def loss_fn(p):
       logits, new_state = d_net.train_apply(p, d_state, jnp.concatenate([real, fake]))
-      return discriminator_loss(logits[:batch], logits[batch:]), (new_state, logits)
+      loss = discriminator_loss(logits[:batch], logits[batch:])
+      if vc.d_gradient_penalty:
+        # fold_in keeps the other draws as they are without the penalty.
+        loss += vc.d_gradient_penalty * adversarial.interpolated_gradient_penalty(
+            lambda y: d_net.eval_apply(p, new_state, y), real, fake,
+            jax.random.fold_in(key, 1))
+      return loss, (new_state, logits)
 
     (loss, (d_state, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
     d_params, d_opt_state = _apply_updates(d_tx, grads, d_opt_state, d_params)
@@ -228,10 +241,15 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
         'particles_before': x0[:num_show],
         'particles_after': x[:num_show],
     }
+    g_ema_params = None
+    if vc.g_ema_decay:
+      g_ema_params = optax.incremental_update(g_params, state.g_ema_params,
+                                              1.0 - vc.g_ema_decay)
     new_state = VGrowState(
         step=state.step + 1, key=state.key, g_params=g_params, g_state=g_state, g_opt_state=g_opt_state,
-        d_params=d_params, d_state=d_state, d_opt_state=d_opt_state)
+        d_params=d_params, d_state=d_state, d_opt_state=d_opt_state, g_ema_params=g_ema_params)
     return new_state, metrics
 
-  return method_lib.Method(name='vgrow', init=init, step=step, generate=generate,
+  return method_lib.Method(name='vgrow', init=init, step=step,
+                           generate=generate_from_ema if vc.g_ema_decay else generate,
                            latent_dim=nz)

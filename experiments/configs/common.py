@@ -23,3 +23,28 @@ def library_defaults() -> config_dict.ConfigDict:
     if d[section][field] is None:
       d[section][field] = config_dict.placeholder(tp)
   return config_dict.ConfigDict(d)
+
+
+def toy_baseline(method: str, dataset: str = 'grid', *, learning_rate: float = 1e-3,
+                 b1: float = 0.5) -> config_dict.ConfigDict:
+  """A baseline on a toy suite with VGrow's toy nets (default.py) and a toy Adam.
+
+  The method's own section (``c.methods[method]``) is returned for the caller
+  to tune; 300 outer loops, logged every 25.
+  """
+  c = library_defaults()
+  c.method = method
+  c.data.name = dataset or 'grid'
+  c.model.latent_dim = 16
+  for f in ('g_width', 'd_width'):
+    c.model[f] = 256
+  for f in ('g_depth', 'd_depth'):
+    c.model[f] = 3
+  opt = c.methods[method].g_optimizer
+  opt.name = 'adam'
+  opt.learning_rate = learning_rate
+  opt.b1 = b1
+  c.training.num_outer_loops = 300
+  c.training.log_every = 25
+  c.training.checkpoint_every = 100
+  return c
