@@ -497,7 +497,8 @@ def _with_prefix(message: str, prefix: str) -> str:
   which is 'g_optimizer.eps' or 'methods.<name>.d_optimizer.eps' in a config."""
   head = 'config field '
   name = message[len(head):].split('=', 1)[0]
-  if not prefix or not message.startswith(head) or '.' not in name:
+  if (not prefix or not message.startswith(head) or '.' not in name
+      or name.startswith(prefix)):  # already the full path
     return message
   return head + prefix + message[len(head) + name.index('.') + 1:]
 
