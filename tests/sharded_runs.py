@@ -39,7 +39,8 @@ def main(jobs_path: str, out_path: str) -> None:
 
   def mesh_of(data, batch):
     vgrow = config_lib.VGrowConfig(batch_size=batch)
-    return lambda: sharding.make_mesh(config_lib.Config(vgrow=vgrow, mesh=config_lib.MeshConfig(data)))
+    mesh = config_lib.MeshConfig(data)
+    return lambda: sharding.make_mesh(config_lib.Config(vgrow=vgrow, mesh=mesh))
 
   def shard_odd_batch():
     with sharding.use(sharding.make_mesh(base)):

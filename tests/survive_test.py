@@ -85,7 +85,8 @@ def _copy(workdir, tmp_path):
     ({'vgrow': {'g_passes_schedule': [[-5, 2]]}},
      'config field vgrow.g_passes_schedule=((-5, 2),): must be increasing (from_loop >= 0, '
      'passes >= 0) pairs'),
-    ({'vgrow': {'clip': [0, float('inf')]}}, 'config field vgrow.clip=inf: expected a finite float'),
+    ({'vgrow': {'clip': [0, float('inf')]}},
+     'config field vgrow.clip=inf: expected a finite float'),
     ({'data': {'seed': -3}}, 'config field data.seed=-3: must be >= 0'),
 ])
 def test_bad_config_is_one_error_naming_field_and_value(d, message):

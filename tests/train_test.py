@@ -92,8 +92,8 @@ def test_non_finite_training_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   bad = dataclasses.replace(cfg, vgrow=dataclasses.replace(cfg.vgrow, step_size=1e38),
                             training=dataclasses.replace(cfg.training, num_outer_loops=4))
   # The loop after the last good checkpoint (2) is the first bad one.
-  with pytest.raises(FloatingPointError, match=r'non-finite train_d_loss, train_g_loss, .* at outer '
-                     r'loop 3; stopped, the last good checkpoint \(outer loop 2\) is kept'):
+  with pytest.raises(FloatingPointError, match=r'non-finite train_d_loss, train_g_loss, .* at '
+                     r'outer loop 3; stopped, the last good checkpoint \(outer loop 2\) is kept'):
     train.train_and_evaluate(bad, wd)
   assert sorted(os.listdir(os.path.join(wd, 'checkpoints'))) == ['2']
 
