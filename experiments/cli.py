@@ -1,22 +1,63 @@
-"""What the command-line apps share: logging set-up."""
+"""What the command-line apps share: the config flag and logging set-up."""
 
 import logging as std_logging
 import sys
+from typing import Sequence
 
 from absl import flags
 from absl import logging
+import jax
+from ml_collections import config_dict
+from ml_collections import config_flags
 
 log = std_logging.getLogger('vgrow_jax')
 
 
 def setup_logging() -> None:
   """Progress lines of vgrow_jax to stderr; other libraries' INFO chatter
-  (orbax logs every save) only with an explicit ``--verbosity``."""
+  (orbax logs every save) only with an explicit ``--verbosity``.
+
+  Call it after :func:`vgrow_jax.sharding.initialize`: it asks JAX for the
+  process index."""
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   if not log.handlers:
     handler = std_logging.StreamHandler(sys.stderr)
     handler.setFormatter(std_logging.Formatter('%(asctime)s %(message)s', '%H:%M:%S'))
     log.addHandler(handler)
-  log.setLevel(std_logging.INFO)
+  # In a multi-process job only process 0 reports progress.
+  log.setLevel(std_logging.INFO if jax.process_index() == 0 else std_logging.WARNING)
   log.propagate = False
+
+
+def define_config_flag(app_name: str, default_path: str):
+  """``--config`` (an ml_collections file, locked) and its ``--config.a.b=v`` overrides.
+
+  ml_collections applies the overrides while the flag is defined, at import,
+  and answers an unknown field name with a traceback; this exits with one
+  line naming the field instead.
+  """
+  try:
+    return config_flags.DEFINE_config_file('config', default_path,
+                                           'Training configuration file.', lock_config=True)
+  except (AttributeError, KeyError, ValueError) as e:
+    sys.exit(f'{app_name}: {unknown_override(sys.argv) or e}')
+
+
+def unknown_override(argv: Sequence[str]) -> str:
+  """The message for the first ``--config.<path>`` in ``argv`` naming no config field."""
+  from experiments.configs import common  # pylint: disable=g-import-not-at-top
+  defaults = common.library_defaults()
+  for arg in argv[1:]:
+    if not arg.startswith('--config.'):
+      continue
+    path = arg[len('--config.'):].split('=', 1)[0].split('.')
+    node = defaults
+    for i, name in enumerate(path):
+      field = '.'.join(path[:i + 1])
+      if not isinstance(node, config_dict.ConfigDict):
+        return f'unknown config field {field}: {".".join(path[:i])} is a value, not a section'
+      if name not in node:
+        return f'unknown config field {field}; known fields here: {sorted(node.keys())}'
+      node = node[name]
+  return ''

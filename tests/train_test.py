@@ -91,13 +91,20 @@ def test_non_finite_training_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   train.train_and_evaluate(cfg, wd)
   bad = dataclasses.replace(cfg, vgrow=dataclasses.replace(cfg.vgrow, step_size=1e38),
                             training=dataclasses.replace(cfg.training, num_outer_loops=4))
-  with pytest.raises(FloatingPointError, match='at outer loop 4'):
+  # The loop after the last good checkpoint (2) is the first bad one.
+  with pytest.raises(FloatingPointError, match=r'non-finite train_d_loss, train_g_loss, .* at outer '
+                     r'loop 3; stopped, the last good checkpoint \(outer loop 2\) is kept'):
     train.train_and_evaluate(bad, wd)
   assert sorted(os.listdir(os.path.join(wd, 'checkpoints'))) == ['2']
 
 
+# The apps of this checkout (not of whichever copy is pip-installed).
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _run(args, cwd):
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  path = [REPO] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=os.pathsep.join(path))
   return subprocess.run([sys.executable, '-m'] + args, cwd=cwd, env=env,
                         capture_output=True, text=True, timeout=300)
 

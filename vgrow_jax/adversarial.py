@@ -42,6 +42,7 @@ from vgrow_jax import data as data_lib
 from vgrow_jax import method as method_lib
 from vgrow_jax import models
 from vgrow_jax import optim
+from vgrow_jax import sharding
 
 Array = jax.Array
 
@@ -209,9 +210,10 @@ def make_method(name: str, cfg: config_lib.Config, dataset: data_lib.Dataset,
 
   def d_step(data_arrays, s: AdversarialState, key):
     k_real, k_z, k_gp = jax.random.split(key, 3)
-    real = dataset.sample(data_arrays, k_real, batch)  # [B, ...]
-    fake, g_state = g_net.train_apply(s.g_params, s.g_state,
-                                      jax.random.normal(k_z, (batch, nz)))  # [B, ...]
+    # Batches are split over the 'data' mesh axis (a no-op on one device).
+    real = sharding.shard_batch(dataset.sample(data_arrays, k_real, batch))  # [B, ...]
+    z = sharding.shard_batch(jax.random.normal(k_z, (batch, nz)))  # [B, nz]
+    fake, g_state = g_net.train_apply(s.g_params, s.g_state, z)  # [B, ...]
     fake = jax.lax.stop_gradient(fake)
 
     def loss_fn(p):
@@ -232,7 +234,7 @@ def make_method(name: str, cfg: config_lib.Config, dataset: data_lib.Dataset,
     return s, {'d_loss': loss, **aux}
 
   def g_step(s: AdversarialState, key):
-    z = jax.random.normal(key, (batch, nz))
+    z = sharding.shard_batch(jax.random.normal(key, (batch, nz)))  # [B, nz]
 
     def loss_fn(p):
       fake, g_state = g_net.train_apply(p, s.g_state, z)

@@ -8,8 +8,9 @@ unknown fields and bad values with one-line errors naming them.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 
 class ConfigError(ValueError):
@@ -22,6 +23,55 @@ def _check(cond: bool, field: str, value: Any, what: str) -> None:
 
 
 DATA_NAMES = ('grid', 'ring', 'mixture', 'npz', 'mnist_5k', 'digits', 'idx', 'folder', 'tfds')
+
+
+def _check_types(section: Any, prefix: str) -> None:
+  hints = typing.get_type_hints(type(section))
+  for f in dataclasses.fields(section):
+    value = getattr(section, f.name)
+    if dataclasses.is_dataclass(value):
+      _check_types(value, f'{prefix}{f.name}.')
+    else:
+      _coerce(hints[f.name], value, f'{prefix}{f.name}')
+
+
+def _coerce(tp: Any, value: Any, field: str) -> Any:
+  """Converts JSON/ml_collections values (lists, ints) to the field's type."""
+  origin = typing.get_origin(tp)
+  args = typing.get_args(tp)
+  if origin is typing.Union:  # Optional[X]
+    if value is None:
+      return None
+    inner = [a for a in args if a is not type(None)]
+    return _coerce(inner[0], value, field)
+  if origin is tuple:
+    if not isinstance(value, (list, tuple)):
+      raise ConfigError(f'config field {field}={value!r}: expected a sequence')
+    if len(args) == 2 and args[1] is Ellipsis:
+      return tuple(_coerce(args[0], v, field) for v in value)
+    if len(args) != len(value):
+      raise ConfigError(f'config field {field}={value!r}: expected {len(args)} items')
+    return tuple(_coerce(a, v, field) for a, v in zip(args, value))
+  if tp is float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise ConfigError(f'config field {field}={value!r}: expected a float')
+    if not math.isfinite(value):
+      raise ConfigError(f'config field {field}={value!r}: expected a finite float')
+    return float(value)
+  if tp is int:
+    if isinstance(value, bool) or not (isinstance(value, int) or
+                                       (isinstance(value, float) and value.is_integer())):
+      raise ConfigError(f'config field {field}={value!r}: expected an int')
+    return int(value)
+  if tp is bool:
+    if not isinstance(value, bool):
+      raise ConfigError(f'config field {field}={value!r}: expected a bool')
+    return value
+  if tp is str:
+    if not isinstance(value, str):
+      raise ConfigError(f'config field {field}={value!r}: expected a string')
+    return value
+  return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +123,7 @@ class DataConfig:
   max_examples: int = 0
 
   def __post_init__(self):
+    _check_types(self, 'data.')
     _check(self.name in DATA_NAMES, 'data.name', self.name,
            f'expected one of {sorted(DATA_NAMES)}')
     _check(self.name not in ('npz', 'idx', 'folder') or bool(self.path), 'data.path', self.path,
@@ -83,6 +134,7 @@ class DataConfig:
     _check(self.num_modes >= 1, 'data.num_modes', self.num_modes, 'must be >= 1')
     _check(self.std >= 0, 'data.std', self.std, 'must be >= 0')
     _check(self.scale > 0, 'data.scale', self.scale, 'must be > 0')
+    _check(self.seed >= 0, 'data.seed', self.seed, 'must be >= 0')
     _check(bool(self.split), 'data.split', self.split, 'must not be empty')
     _check(self.image_size >= 0, 'data.image_size', self.image_size, 'must be >= 0')
     _check(self.resize in ('bilinear', 'pad'), 'data.resize', self.resize,
@@ -125,6 +177,7 @@ class ModelConfig:
   conv_impl: str = 'auto'
 
   def __post_init__(self):
+    _check_types(self, 'model.')
     _check(self.conv_impl in ('auto', 'custom_vjp', 'xla'), 'model.conv_impl',
            self.conv_impl, "expected one of ['auto', 'custom_vjp', 'xla']")
     _check(self.arch in ('mlp', 'dcgan', 'resnet_sn'), 'model.arch', self.arch,
@@ -163,6 +216,7 @@ class OptimizerConfig:
   lr_decay_factor: float = 0.5
 
   def __post_init__(self):
+    _check_types(self, 'optimizer.')
     _check(self.name in ('rmsprop', 'adam', 'sgd'), 'optimizer.name', self.name,
            "expected one of ['adam', 'rmsprop', 'sgd']")
     _check(self.learning_rate > 0, 'optimizer.learning_rate', self.learning_rate,
@@ -171,9 +225,12 @@ class OptimizerConfig:
     _check(0 <= self.b1 < 1 and 0 <= self.b2 < 1, 'optimizer.b1/b2',
            (self.b1, self.b2), 'must be in [0, 1)')
     _check(self.eps > 0, 'optimizer.eps', self.eps, 'must be > 0')
-    _check(list(self.lr_decay_boundaries) == sorted(self.lr_decay_boundaries),
+    _check(list(self.lr_decay_boundaries) == sorted(self.lr_decay_boundaries)
+           and all(b >= 0 for b in self.lr_decay_boundaries),
            'optimizer.lr_decay_boundaries', self.lr_decay_boundaries,
-           'must be increasing')
+           'must be increasing outer-loop indices >= 0')
+    _check(self.lr_decay_factor > 0, 'optimizer.lr_decay_factor', self.lr_decay_factor,
+           'must be > 0')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +273,7 @@ class VGrowConfig:
   g_ema_decay: float = 0.0
 
   def __post_init__(self):
+    _check_types(self, 'vgrow.')
     from vgrow_jax import divergences  # pylint: disable=g-import-not-at-top
     try:
       divergences.get(self.divergence)
@@ -230,14 +288,17 @@ class VGrowConfig:
            'vgrow.clip', self.clip, 'must be None or (lo, hi) with lo < hi')
     _check(self.jeffreys_max_scale > 1, 'vgrow.jeffreys_max_scale',
            self.jeffreys_max_scale, 'must be > 1')
+    _check(not (self.clip_to_data_range and self.clip is not None),
+           'vgrow.clip_to_data_range', self.clip_to_data_range,
+           f'conflicts with vgrow.clip={self.clip!r}; set one of them')
     _check(self.d_gradient_penalty >= 0, 'vgrow.d_gradient_penalty',
            self.d_gradient_penalty, 'must be >= 0')
     _check(0 <= self.g_ema_decay < 1, 'vgrow.g_ema_decay', self.g_ema_decay,
            'must be in [0, 1)')
     starts = [s for s, _ in self.g_passes_schedule]
-    _check(starts == sorted(starts) and all(p >= 0 for _, p in self.g_passes_schedule),
+    _check(starts == sorted(starts) and all(s >= 0 and p >= 0 for s, p in self.g_passes_schedule),
            'vgrow.g_passes_schedule', self.g_passes_schedule,
-           'must be increasing (from_loop, passes >= 0) pairs')
+           'must be increasing (from_loop >= 0, passes >= 0) pairs')
 
   @property
   def pool_size(self) -> int:
@@ -249,12 +310,19 @@ class TrainingConfig:
   """The outer training loop.
 
   Attributes:
-    seed: every random draw is fold_in(seed, outer_loop), so resume is exact.
+    seed: every random draw is fold_in(seed, outer_loop), so resume is exact;
+      in [0, 2^32) (PRNGKey keeps 32 bits: larger seeds would collide).
     num_outer_loops: total outer loops; raising it and rerunning continues.
     log_every: loops between progress lines and metrics.jsonl records.
-    checkpoint_every: loops between checkpoints (one is always written last).
+    checkpoint_every: loops between checkpoints (one is always written last,
+      and one when SIGTERM/SIGINT stops the run).
     keep_checkpoints: how many checkpoints orbax keeps.
     eval_samples: samples scored by the mode metrics.
+    on_nonfinite: what a non-finite loss, particle or parameter after an
+      outer loop does: 'stop' (raise, naming the loop and the quantity; the
+      last good checkpoint is kept) or 'skip' (drop that loop's update, keep
+      the previous state with the loop counter advanced, so the next loop
+      draws new randomness, and log a warning).
     max_seconds: a wall-clock budget for the training of one invocation,
       counted from the end of its first (compiling) outer loop; 0 = none.
       Training stops after the first outer loop that ends past it, and that
@@ -270,16 +338,40 @@ class TrainingConfig:
   checkpoint_every: int = 100
   keep_checkpoints: int = 3
   eval_samples: int = 2500
+  on_nonfinite: str = 'stop'
   max_seconds: float = 0.0
   figure_every: int = 0
 
   def __post_init__(self):
+    _check_types(self, 'training.')
+    _check(0 <= self.seed < 2**32, 'training.seed', self.seed, 'must be in [0, 2**32)')
     _check(self.num_outer_loops >= 0, 'training.num_outer_loops',
            self.num_outer_loops, 'must be >= 0')
     _check(self.max_seconds >= 0, 'training.max_seconds', self.max_seconds, 'must be >= 0')
     _check(self.figure_every >= 0, 'training.figure_every', self.figure_every, 'must be >= 0')
     for f in ('log_every', 'checkpoint_every', 'keep_checkpoints', 'eval_samples'):
       _check(getattr(self, f) >= 1, f'training.{f}', getattr(self, f), 'must be >= 1')
+    _check(self.on_nonfinite in ('stop', 'skip'), 'training.on_nonfinite',
+           self.on_nonfinite, "expected one of ['skip', 'stop']")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+  """The device mesh (data parallelism, :mod:`vgrow_jax.sharding`).
+
+  Attributes:
+    data: devices on the 'data' axis, over which the particle pool and every
+      batch are split (parameters and optimiser states are replicated);
+      -1 = all devices of all processes. Every batch size of the method
+      (its ``batch_size`` / ``*_batch_size`` settings) must be a multiple of it.
+  """
+
+  data: int = -1
+
+  def __post_init__(self):
+    _check_types(self, 'mesh.')
+    _check(self.data == -1 or self.data >= 1, 'mesh.data', self.data,
+           'must be -1 (all devices) or >= 1')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,6 +385,7 @@ class Config:
   g_optimizer: OptimizerConfig = OptimizerConfig()
   d_optimizer: OptimizerConfig = OptimizerConfig()
   training: TrainingConfig = TrainingConfig()
+  mesh: MeshConfig = MeshConfig()
   methods: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
@@ -305,6 +398,22 @@ class Config:
              '(VGrow\'s settings are the vgrow section)')
       cls = method.hparams_class(name)
       _check(isinstance(hp, cls), f'methods.{name}', hp, f'expected a {cls.__name__}')
+    # Types (and finite floats) of every field, also when a section was built
+    # directly rather than through from_dict.
+    for f in dataclasses.fields(self):
+      value = getattr(self, f.name)
+      if f.name == 'methods':
+        for name, hp in value.items():
+          _check_types(hp, f'methods.{name}.')
+      elif dataclasses.is_dataclass(value):
+        _check_types(value, f'{f.name}.')
+    if self.mesh.data > 0:
+      check_divisible(self, self.mesh.data, f'mesh.data={self.mesh.data}')
+
+  @property
+  def hparams_section(self) -> str:
+    """The config section of ``self.hparams``: 'vgrow' or 'methods.<name>'."""
+    return 'vgrow' if self.method == 'vgrow' else f'methods.{self.method}'
 
   @property
   def hparams(self) -> Any:
@@ -329,41 +438,34 @@ class Config:
     return _from_dict(cls, d, prefix='')
 
 
-def _coerce(tp: Any, value: Any, field: str) -> Any:
-  """Converts JSON/ml_collections values (lists, ints) to the field's type."""
-  origin = typing.get_origin(tp)
-  args = typing.get_args(tp)
-  if origin is typing.Union:  # Optional[X]
-    if value is None:
-      return None
-    inner = [a for a in args if a is not type(None)]
-    return _coerce(inner[0], value, field)
-  if origin is tuple:
-    if not isinstance(value, (list, tuple)):
-      raise ConfigError(f'config field {field}={value!r}: expected a sequence')
-    if len(args) == 2 and args[1] is Ellipsis:
-      return tuple(_coerce(args[0], v, field) for v in value)
-    if len(args) != len(value):
-      raise ConfigError(f'config field {field}={value!r}: expected {len(args)} items')
-    return tuple(_coerce(a, v, field) for a, v in zip(args, value))
-  if tp is float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-      raise ConfigError(f'config field {field}={value!r}: expected a float')
-    return float(value)
-  if tp is int:
-    if isinstance(value, bool) or not (isinstance(value, int) or
-                                       (isinstance(value, float) and value.is_integer())):
-      raise ConfigError(f'config field {field}={value!r}: expected an int')
-    return int(value)
-  if tp is bool:
-    if not isinstance(value, bool):
-      raise ConfigError(f'config field {field}={value!r}: expected a bool')
-    return value
-  if tp is str:
-    if not isinstance(value, str):
-      raise ConfigError(f'config field {field}={value!r}: expected a string')
-    return value
-  return value
+def batch_sizes(cfg: Config) -> Dict[str, int]:
+  """The running method's per-step example counts, by config field name.
+
+  By convention every int setting of a method named ``batch_size`` or
+  ``*_batch_size`` counts examples of a batch that data parallelism splits
+  over devices (:mod:`vgrow_jax.sharding`); a pool of ``pool_batches``
+  batches is then split too.
+  """
+  hp = cfg.hparams
+  return {f'{cfg.hparams_section}.{f.name}': getattr(hp, f.name)
+          for f in dataclasses.fields(hp)
+          if (f.name == 'batch_size' or f.name.endswith('_batch_size'))
+          and isinstance(getattr(hp, f.name), int)}
+
+
+def check_divisible(cfg: Config, num_devices: int, what: str) -> None:
+  """Raises ConfigError unless every batch size is a multiple of ``num_devices``.
+
+  Args:
+    cfg: the run's config.
+    num_devices: devices on the data axis.
+    what: how the device count came about, for the message
+      (e.g. 'mesh.data=-1 (all 8 devices)').
+  """
+  for field, size in batch_sizes(cfg).items():
+    if size % num_devices:
+      raise ConfigError(f'config field {field}={size!r}: must be a multiple of the '
+                        f'{num_devices} devices on the data axis ({what})')
 
 
 def _from_dict(cls: Any, d: Mapping[str, Any], prefix: str) -> Any:
@@ -384,7 +486,21 @@ def _from_dict(cls: Any, d: Mapping[str, Any], prefix: str) -> Any:
       kwargs[name] = _from_dict(tp, value, prefix=f'{prefix}{name}.')
     else:
       kwargs[name] = _coerce(tp, value, f'{prefix}{name}')
-  return cls(**kwargs)
+  try:
+    return cls(**kwargs)
+  except ConfigError as e:
+    raise ConfigError(_with_prefix(str(e), prefix)) from None
+
+
+def _with_prefix(message: str, prefix: str) -> str:
+  """Names a field by its full path: a section's own checks say 'optimizer.eps',
+  which is 'g_optimizer.eps' or 'methods.<name>.d_optimizer.eps' in a config."""
+  head = 'config field '
+  name = message[len(head):].split('=', 1)[0]
+  if (not prefix or not message.startswith(head) or '.' not in name
+      or name.startswith(prefix)):  # already the full path
+    return message
+  return head + prefix + message[len(head) + name.index('.') + 1:]
 
 
 def _methods_from_dict(d: Any) -> dict:

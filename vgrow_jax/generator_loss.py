@@ -23,6 +23,7 @@ from vgrow_jax import data as data_lib
 from vgrow_jax import method as method_lib
 from vgrow_jax import models
 from vgrow_jax import optim
+from vgrow_jax import sharding
 
 Array = jax.Array
 # (fake [B, ...], real [B, ...]) -> (scalar loss to minimise, scalar metrics);
@@ -71,8 +72,9 @@ def make(name: str, cfg: config_lib.Config, dataset: data_lib.Dataset, loss_fn: 
   def one_step(data_arrays, carry, key):
     g_params, g_state, g_opt_state = carry
     k_z, k_real = jax.random.split(key)
-    z = jax.random.normal(k_z, (batch_size, nz))  # [B, nz]
-    real = dataset.sample(data_arrays, k_real, batch_size)  # [B, ...]
+    # Batches are split over the 'data' mesh axis (a no-op on one device).
+    z = sharding.shard_batch(jax.random.normal(k_z, (batch_size, nz)))  # [B, nz]
+    real = sharding.shard_batch(dataset.sample(data_arrays, k_real, batch_size))  # [B, ...]
 
     def objective(p):
       fake, new_state = g_net.train_apply(p, g_state, z)

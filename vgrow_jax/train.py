@@ -10,17 +10,18 @@ A workdir holds (see WORKSPACE.md):
 * ``flow.png``       particles before/after the last outer loop's flow;
 * ``grids/loop_<N>.png``, ``losses.png``  every ``training.figure_every``
   loops: samples from 64 fixed latents (images) and the loss curves;
-* ``checkpoints/``   orbax checkpoints (latest + keep N).
+* ``checkpoints/``   orbax checkpoints (latest + keep N); ``checkpoints/<N>.corrupt``
+  is a checkpoint that could not be read, set aside (never deleted).
 
-Running again with the same workdir resumes from the latest checkpoint; a
-larger ``training.num_outer_loops`` continues training. The method is looked
-up in the registry (:mod:`vgrow_jax.method`); nothing here depends on which.
+Running again with the same workdir resumes from the latest readable
+checkpoint; a larger ``training.num_outer_loops`` continues training. The
+method is looked up in the registry (:mod:`vgrow_jax.method`); nothing here
+depends on which.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from typing import Any, Dict, Optional, Tuple
@@ -32,9 +33,12 @@ import numpy as np
 from vgrow_jax import checkpoint as checkpoint_lib
 from vgrow_jax import config as config_lib
 from vgrow_jax import data as data_lib
+from vgrow_jax import guard
 from vgrow_jax import method as method_lib
 from vgrow_jax import metrics as metrics_lib
 from vgrow_jax import plotting
+from vgrow_jax import preemption
+from vgrow_jax import sharding as sharding_lib
 
 CONFIG_FILE = 'config.json'
 DATA_SPEC_FILE = 'data_spec.json'
@@ -53,12 +57,28 @@ def eval_latents(method: method_lib.Method, seed: int, num: int) -> jax.Array:
   return jax.random.normal(key, (num, method.latent_dim))
 
 
-def generate(method: method_lib.Method, state: Any, z: jax.Array,
+def generate(method: method_lib.Method, state: Any, z: Any,
              *, batch: int = 4096) -> np.ndarray:
-  """Samples ``G(z)`` in evaluation mode, in batches, as a numpy array."""
-  gen = jax.jit(method.generate)
-  return np.concatenate([np.asarray(gen(state, z[i:i + batch]))
-                         for i in range(0, len(z), batch)])
+  """Samples ``G(z)`` in evaluation mode, in batches, as a numpy array.
+
+  Under a mesh (:func:`vgrow_jax.sharding.use`) the latents of a batch are
+  split over its 'data' axis (when they divide) and the samples gathered.
+  """
+  mesh = jax.sharding.get_mesh()
+  if mesh.empty:
+    gen = jax.jit(method.generate)
+    return np.concatenate([np.asarray(gen(state, z[i:i + batch]))
+                           for i in range(0, len(z), batch)])
+  gen = jax.jit(method.generate, out_shardings=sharding_lib.replicated(mesh))
+  n = mesh.shape[sharding_lib.DATA_AXIS]
+  z = np.asarray(z)
+  out = []
+  for i in range(0, len(z), batch):
+    chunk = z[i:i + batch]
+    where = (sharding_lib.batch_sharding(mesh) if len(chunk) % n == 0
+             else sharding_lib.replicated(mesh))
+    out.append(np.asarray(gen(state, sharding_lib.put(chunk, where))))
+  return np.concatenate(out)
 
 
 def evaluate(method: method_lib.Method, state: Any, dataset: data_lib.Dataset,
@@ -76,15 +96,6 @@ def evaluate(method: method_lib.Method, state: Any, dataset: data_lib.Dataset,
 
 def _scalars(metrics: Dict[str, Any]) -> Dict[str, float]:
   return {f'train_{k}': float(v) for k, v in metrics.items() if np.ndim(v) == 0}
-
-
-def _check_finite(tree: Any, what: str, loop: int) -> None:
-  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-    leaf = np.asarray(leaf)
-    if np.issubdtype(leaf.dtype, np.floating) and not np.all(np.isfinite(leaf)):
-      raise FloatingPointError(
-          f'non-finite {what} {jax.tree_util.keystr(path)} at outer loop {loop}; '
-          'the last good checkpoint is kept')
 
 
 def _write_json(path: str, obj: Any) -> None:
@@ -118,8 +129,22 @@ def _summary(cfg: config_lib.Config, dataset: data_lib.Dataset, loop: int,
   return ', '.join(parts)
 
 
+def _stopped(cfg: config_lib.Config, ckpt: checkpoint_lib.Checkpointer, signal_name: str,
+             done: int, t_start: float, metrics: Dict[str, Any]) -> Dict[str, Any]:
+  summary = (f'{signal_name} received: stopped after outer loop {done}/'
+             f'{cfg.training.num_outer_loops}, checkpoint saved in {ckpt.directory}; '
+             'run the same command again to resume')
+  return {'loop': done, 'seconds': time.time() - t_start, **_scalars(metrics),
+          'interrupted': signal_name, 'summary': summary}
+
+
 def train_and_evaluate(cfg: config_lib.Config, workdir: str) -> Dict[str, Any]:
   """Trains ``cfg.method`` in ``workdir`` (resuming if possible) and evaluates it.
+
+  Runs data-parallel over the devices of ``cfg.mesh`` (:mod:`vgrow_jax.sharding`),
+  in every process of a multi-process job (process 0 writes the files).
+  SIGTERM or SIGINT stops it after the current outer loop with a checkpoint
+  saved (the result then has ``interrupted``: the signal's name).
 
   Args:
     cfg: the run's config.
@@ -129,70 +154,99 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str) -> Dict[str, Any]:
     The last metrics record plus ``summary`` (the printed one-line summary).
 
   Raises:
-    FloatingPointError: a non-finite loss, particle or parameter, naming the
-      outer loop and the quantity; the last good checkpoint is kept.
+    config.ConfigError: the mesh does not fit the devices or the batch sizes.
+    checkpoint.CheckpointMismatchError: the workdir's checkpoints were written
+      with another config (config.json is then left as it was).
+    checkpoint.CheckpointError: checkpoints exist but none can be read.
+    FloatingPointError: with ``training.on_nonfinite='stop'``, a non-finite
+      loss, particle or parameter, naming the outer loop and the quantity;
+      the last good checkpoint is kept.
   """
-  t_start = time.time()
-  # --- Config and workdir.
-  os.makedirs(workdir, exist_ok=True)
-  _write_json(os.path.join(workdir, CONFIG_FILE), cfg.to_dict())
-  tc = cfg.training
+  # --- Mesh: a device count that does not fit is a config error, before any compile.
+  mesh = sharding_lib.make_mesh(cfg)
+  with sharding_lib.use(mesh), preemption.StopRequest() as stop:
+    return _train_and_evaluate(cfg, workdir, mesh, stop)
 
-  # --- Data.
+
+def _train_and_evaluate(cfg: config_lib.Config, workdir: str, mesh: jax.sharding.Mesh,
+                        stop: preemption.StopRequest) -> Dict[str, Any]:
+  t_start = time.time()
+  tc = cfg.training
+  main = sharding_lib.is_main_process()
+
+  # --- Data: global arrays, each process holding only its devices' rows.
   dataset = data_lib.load(cfg.data)
-  _write_json(os.path.join(workdir, DATA_SPEC_FILE), _data_spec(dataset))
+  data_arrays, data_shardings = sharding_lib.shard_data(mesh, dataset.arrays)
   real_show = np.asarray(dataset.sample(dataset.arrays, jax.random.PRNGKey(1), 2500)) \
       if len(dataset.shape) == 1 else None
 
-  # --- Method and state (resume from the latest checkpoint if any).
+  # --- Method and state (resume from the newest readable checkpoint if any).
   method = method_lib.get(cfg.method)(cfg, dataset)
+  if main:
+    os.makedirs(workdir, exist_ok=True)
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, CHECKPOINT_DIR),
                                      max_to_keep=tc.keep_checkpoints)
-  state = method.init(jax.random.PRNGKey(tc.seed))
-  if ckpt.latest_step() is not None:
-    state, at = ckpt.restore(state)
-    log.info('Resumed from checkpoint at outer loop %d in %s', at, ckpt.directory)
+  state = sharding_lib.init_state(method.init, mesh, tc.seed)
+  state, last_saved = ckpt.restore_latest(state, set_aside_corrupt=True)
+  if last_saved is not None:
+    log.info('Resumed from checkpoint at outer loop %d in %s', last_saved, ckpt.directory)
+  # Written after the restore: a config that does not fit the checkpoints
+  # (an error above) leaves the workdir's config.json as it was.
+  if main:
+    _write_json(os.path.join(workdir, CONFIG_FILE), cfg.to_dict())
+    _write_json(os.path.join(workdir, DATA_SPEC_FILE), _data_spec(dataset))
   start = int(state.step)
   total = tc.num_outer_loops
-  log.info('Training %s on %s: outer loops %d -> %d, devices %s', cfg.method,
-               dataset.name, start, total, jax.devices())
+  log.info('Training %s on %s: outer loops %d -> %d, %d devices on the data axis '
+           '(%d processes): %s', cfg.method, dataset.name, start, total,
+           mesh.shape[sharding_lib.DATA_AXIS], jax.process_count(), jax.devices())
 
-  # --- Compiled outer loop, state donated.
-  step_fn = jax.jit(method.step, donate_argnums=0)
+  # --- Compiled outer loop: state donated and replicated, batches split inside.
+  guarded = guard.guarded(method.step, skip=tc.on_nonfinite == 'skip')
+  step_fn = sharding_lib.jit_step(guarded, mesh, data_shardings)
+  names = guard.quantity_names(method.step, state, data_arrays)
   metrics_path = os.path.join(workdir, METRICS_FILE)
   last_metrics: Dict[str, Any] = {}
-  t_mark, loop_mark, compile_s = None, start, None
+  t_mark, loop_mark, compile_s, skipped = None, start, None, 0
 
   # --- Loop.
   for loop in range(start, total):
     t0 = time.time()
-    state, last_metrics = step_fn(state, dataset.arrays)
+    state, last_metrics, finite = step_fn(state, data_arrays)
     done = loop + 1
+    bad = guard.non_finite(names, finite)  # waits for the loop to finish
+    if bad and tc.on_nonfinite == 'stop':
+      kept = (f'outer loop {last_saved}' if last_saved is not None else 'none yet')
+      raise FloatingPointError(
+          f'non-finite {guard.describe(bad)} at outer loop {done}; stopped, the last '
+          f'good checkpoint ({kept}) is kept in {ckpt.directory} '
+          "(training.on_nonfinite='skip' skips such loops instead)")
+    if bad:
+      skipped += 1
+      log.warning("outer loop %d: non-finite %s; skipped its update "
+                  "(training.on_nonfinite='skip')", done, guard.describe(bad))
     if compile_s is None:
-      jax.block_until_ready(state)
       compile_s = time.time() - t0  # the first loop includes compilation
       t_mark, loop_mark = time.time(), done
       t_budget = t_mark  # the budget counts training after compilation
     out_of_time = False
     if tc.max_seconds:
       jax.block_until_ready(state.step)  # time the work done, not the work queued
-      out_of_time = time.time() - t_budget >= tc.max_seconds
+      # Processes' clocks differ: all stop when any is out of time.
+      out_of_time = preemption.any_process(time.time() - t_budget >= tc.max_seconds)
     last = done == total or out_of_time
     if done % tc.log_every == 0 or last:
       scalars = _scalars(last_metrics)
-      for k, v in scalars.items():
-        if not math.isfinite(v):
-          raise FloatingPointError(f'non-finite {k}={v} at outer loop {done}; '
-                                   'the last good checkpoint is kept')
-      _check_finite(state, 'state', done)
       now = time.time()
       rate = (done - loop_mark) / (now - t_mark) if done > loop_mark else float('nan')
       ev, _ = evaluate(method, state, dataset, cfg)
       record = {'loop': done, 'loops_per_sec': rate,
                 'eta_sec': (total - done) / rate if rate and rate == rate else None,
-                'elapsed_sec': now - t_start, 'compile_sec': compile_s, **scalars, **ev}
-      with open(metrics_path, 'a') as f:
-        f.write(json.dumps(record) + '\n')
+                'elapsed_sec': now - t_start, 'compile_sec': compile_s,
+                'skipped_loops': skipped, **scalars, **ev}
+      if main:
+        with open(metrics_path, 'a') as f:
+          f.write(json.dumps(record) + '\n')
       msg = f'loop {done}/{total} ({100 * done / total:.0f}%) {rate:.2f} loops/s'
       if record['eta_sec'] is not None:
         msg += f", ETA {record['eta_sec']:.0f} s"
@@ -205,12 +259,20 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str) -> Dict[str, Any]:
       log.info(msg)
       t_mark, loop_mark = time.time(), done
     if tc.figure_every and (done % tc.figure_every == 0 or last):
+      # Every process generates (a collective); process 0 draws.
       grid = (generate(method, state, eval_latents(method, tc.seed, 64))
               if len(dataset.shape) == 3 else None)
-      plotting.progress_figures(workdir, done, grid, metrics_path)
-    if done % tc.checkpoint_every == 0 or last:
-      _check_finite(state, 'state', done)
+      if main:
+        plotting.progress_figures(workdir, done, grid, metrics_path)
+    signal_name = stop.requested()
+    if done % tc.checkpoint_every == 0 or last or signal_name:
       ckpt.save(done, state)
+      last_saved = done
+    if signal_name:
+      ckpt.close()
+      result = _stopped(cfg, ckpt, signal_name, done, t_start, last_metrics)
+      log.warning(result['summary'])
+      return result
     if out_of_time:
       log.info('Stopping at outer loop %d: the %.0f s budget (training.max_seconds) is spent',
                done, tc.max_seconds)
@@ -218,13 +280,14 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str) -> Dict[str, Any]:
 
   # --- Final evaluation, figures, summary.
   ev, samples = evaluate(method, state, dataset, cfg)
-  plotting.samples_figure(os.path.join(workdir, 'samples.png'), samples, real_show,
-                          title=f'{cfg.method} samples after {int(state.step)} loops')
-  if 'particles_before' in last_metrics:
-    plotting.flow_figure(os.path.join(workdir, 'flow.png'),
-                         np.asarray(last_metrics['particles_before']),
-                         np.asarray(last_metrics['particles_after']), real_show,
-                         title=f'one outer loop of the flow (loop {int(state.step)})')
+  if main:
+    plotting.samples_figure(os.path.join(workdir, 'samples.png'), samples, real_show,
+                            title=f'{cfg.method} samples after {int(state.step)} loops')
+    if 'particles_before' in last_metrics:
+      plotting.flow_figure(os.path.join(workdir, 'flow.png'),
+                           np.asarray(last_metrics['particles_before']),
+                           np.asarray(last_metrics['particles_after']), real_show,
+                           title=f'one outer loop of the flow (loop {int(state.step)})')
   ckpt.close()
   seconds = time.time() - t_start
   summary = _summary(cfg, dataset, int(state.step), ev, seconds)
@@ -237,32 +300,51 @@ def load_config(workdir: str) -> config_lib.Config:
 
   Raises:
     FileNotFoundError: ``workdir`` has no config.json.
+    config.ConfigError: config.json cannot be read or holds a bad config.
   """
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.isfile(path):
     raise FileNotFoundError(f'no {CONFIG_FILE} in workdir {workdir!r}: is it a training workdir?')
-  with open(path) as f:
-    return config_lib.Config.from_dict(json.load(f))
+  try:
+    with open(path) as f:
+      return config_lib.Config.from_dict(json.load(f))
+  except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError and ConfigError included
+    raise config_lib.ConfigError(f'cannot use {path}: {e}') from None
 
 
 def restore(workdir: str, step: Optional[int] = None):
   """``(config, method, state)`` from a workdir's checkpoint, without the training data.
 
+  With ``step`` None the newest readable checkpoint is used; corrupt ones
+  are skipped with a warning (and left in place).
+
   Raises:
-    FileNotFoundError: no config or no checkpoint in ``workdir``.
+    FileNotFoundError: no config, data spec or checkpoint in ``workdir``.
+    checkpoint.CheckpointMismatchError: the checkpoint does not fit config.json.
+    checkpoint.CheckpointError: the checkpoint cannot be read.
   """
   cfg = load_config(workdir)
-  with open(os.path.join(workdir, DATA_SPEC_FILE)) as f:
+  spec_path = os.path.join(workdir, DATA_SPEC_FILE)
+  if not os.path.isfile(spec_path):
+    raise FileNotFoundError(f'no {DATA_SPEC_FILE} in workdir {workdir!r}: is it a training '
+                            'workdir?')
+  with open(spec_path) as f:
     spec = json.load(f)
   dataset = data_lib.spec(spec['shape'], spec['value_range'], name=spec['name'],
                           modes=spec['modes'], std=spec['std'])
   method = method_lib.get(cfg.method)(cfg, dataset)
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, CHECKPOINT_DIR),
-                                     max_to_keep=cfg.training.keep_checkpoints)
-  if ckpt.latest_step() is None:
-    raise FileNotFoundError(f'no checkpoint in {ckpt.directory}: train first')
-  state, _ = ckpt.restore(method.init(jax.random.PRNGKey(cfg.training.seed)), step)
-  ckpt.close()
+                                     max_to_keep=cfg.training.keep_checkpoints, create=False)
+  template = method.init(jax.random.PRNGKey(cfg.training.seed))
+  try:
+    if step is None:
+      state, at = ckpt.restore_latest(template)
+      if at is None:
+        raise FileNotFoundError(f'no checkpoint in {ckpt.directory}: train first')
+    else:
+      state, _ = ckpt.restore(template, step)
+  finally:
+    ckpt.close()
   return cfg, method, state
 
 

@@ -45,6 +45,7 @@ from vgrow_jax import data as data_lib
 from vgrow_jax import method as method_lib
 from vgrow_jax import models
 from vgrow_jax import optim
+from vgrow_jax import sharding
 
 Array = jax.Array
 DECODERS = ('gaussian', 'bernoulli')
@@ -169,8 +170,9 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset) -> method_lib.Method
   def one_step(data_arrays, carry, key):
     params, net_state, opt_state = carry
     k_x, k_eps = jax.random.split(key)
-    x = dataset.sample(data_arrays, k_x, hp.batch_size)  # [B, ...]
-    eps = jax.random.normal(k_eps, (hp.batch_size, nz))  # [B, nz]
+    # Batches are split over the 'data' mesh axis (a no-op on one device).
+    x = sharding.shard_batch(dataset.sample(data_arrays, k_x, hp.batch_size))  # [B, ...]
+    eps = sharding.shard_batch(jax.random.normal(k_eps, (hp.batch_size, nz)))  # [B, nz]
     (loss, (net_state, metrics)), grads = jax.value_and_grad(negative_elbo, has_aux=True)(
         params, net_state, x, eps)
     updates, opt_state = tx.update(grads, opt_state, params)

@@ -13,7 +13,8 @@ One outer loop (MATH.md §1, ``xjtuygao/VGrow`` main.py):
 Every random draw comes from ``fold_in(PRNGKey(seed), outer_loop)`` (the key
 is carried in the state), so a run
 resumed from a checkpoint is identical to an uninterrupted one. The pool and
-every batch keep a leading example axis, so a device mesh can shard them.
+every batch keep a leading example axis, split over the devices of a mesh
+with :func:`vgrow_jax.sharding.shard_batch`.
 
 Differences from the official code, all immaterial to the maths: the real
 and the pool batch go through D in one call (D has no batch statistics);
@@ -45,6 +46,7 @@ from vgrow_jax import flow
 from vgrow_jax import method as method_lib
 from vgrow_jax import models
 from vgrow_jax import optim
+from vgrow_jax import sharding
 
 Array = jax.Array
 
@@ -150,8 +152,9 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
   def d_update(data_arrays, carry, key):
     d_params, d_state, d_opt_state, x = carry
     k_real, k_fake = jax.random.split(key)
-    real = dataset.sample(data_arrays, k_real, batch)  # [B, ...]
-    fake = x[jax.random.choice(k_fake, pool, (batch,), replace=False)]  # [B, ...]
+    real = sharding.shard_batch(dataset.sample(data_arrays, k_real, batch))  # [B, ...]
+    pick = jax.random.choice(k_fake, pool, (batch,), replace=False)
+    fake = sharding.shard_batch(x[pick])  # [B, ...]
 
     def loss_fn(p):
       logits, new_state = d_net.train_apply(p, d_state, jnp.concatenate([real, fake]))
@@ -175,7 +178,8 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     d_params, d_state, d_opt_state, x = carry
     logit_fn = lambda y: d_net.eval_apply(d_params, d_state, y)
     h, _ = flow.field_and_logit(logit_fn, x, div)  # [N, ...]
-    x = flow.clip_particles(x + vc.step_size * h, clip)  # flow_step, keeping h for metrics
+    # flow_step, written out to keep h for the metrics
+    x = sharding.shard_batch(flow.clip_particles(x + vc.step_size * h, clip))
     field_norm = jnp.mean(jnp.sqrt(jnp.sum(h.reshape(pool, -1) ** 2, axis=1)))
     metrics = {'field_norm': field_norm}
     if vc.d_steps:
@@ -187,8 +191,8 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
       g_params, g_state, g_opt_state = carry
 
       def loss_fn(p):
-        pred, new_state = g_net.train_apply(p, g_state, z[idx])
-        return generator_fit_loss(pred, x[idx]), new_state
+        pred, new_state = g_net.train_apply(p, g_state, sharding.shard_batch(z[idx]))
+        return generator_fit_loss(pred, sharding.shard_batch(x[idx])), new_state
 
       (loss, g_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(g_params)
       g_params, g_opt_state = _apply_updates(g_tx, grads, g_opt_state, g_params)
@@ -213,8 +217,10 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     g_opt_state = optim.with_learning_rate(state.g_opt_state, g_lr)
     d_opt_state = optim.with_learning_rate(state.d_opt_state, d_lr)
 
-    z = jax.random.normal(k_pool, (pool, nz))  # [N, nz]
-    x0 = generate(state, z)  # [N, ...]
+    # The pool and every batch are split over the devices of the 'data' mesh
+    # axis (a no-op on one device); the random values do not depend on it.
+    z = sharding.shard_batch(jax.random.normal(k_pool, (pool, nz)))  # [N, nz]
+    x0 = sharding.shard_batch(generate(state, z))  # [N, ...]
     (d_params, d_state, d_opt_state, x), move_metrics = jax.lax.scan(
         lambda c, k: particle_step(data_arrays, c, k),
         (state.d_params, state.d_state, d_opt_state, x0),
