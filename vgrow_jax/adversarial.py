@@ -51,7 +51,7 @@ DCGAN_ADAM = config_lib.OptimizerConfig(name='adam', learning_rate=2e-4, b1=0.5,
 
 
 @dataclasses.dataclass(frozen=True)
-class AdversarialHParams:
+class AdversarialHParams(config_lib.MethodHParams):
   """Settings every alternating adversarial method has.
 
   Each method subclasses this with its published defaults (and its own
@@ -77,14 +77,6 @@ class AdversarialHParams:
     for f in ('batch_size', 'n_critic', 'g_steps_per_loop'):
       self.check(getattr(self, f) >= 1, f, 'must be >= 1')
 
-  def check(self, cond: bool, field: str, what: str) -> None:
-    """Raises ConfigError naming ``methods.<method>.<field>`` unless ``cond``."""
-    if not cond:
-      raise config_lib.ConfigError(
-          f'config field methods.{self.method_name}.{field}={getattr(self, field)!r}: {what}')
-
-  def check_choice(self, field: str, choices: Tuple[str, ...]) -> None:
-    self.check(getattr(self, field) in choices, field, f'expected one of {sorted(choices)}')
 
 
 @flax.struct.dataclass

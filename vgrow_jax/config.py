@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
 
 
 class ConfigError(ValueError):
@@ -23,6 +23,24 @@ def _check(cond: bool, field: str, value: Any, what: str) -> None:
 
 
 DATA_NAMES = ('grid', 'ring', 'mixture', 'npz', 'mnist_5k', 'digits', 'idx', 'folder', 'tfds')
+
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodHParams:
+  """Base of a method's ``HParams``: errors name ``methods.<method_name>.<field>``."""
+
+  method_name: ClassVar[str] = 'method'
+
+  def check(self, cond: bool, field: str, what: str) -> None:
+    """Raises ConfigError naming ``methods.<method>.<field>`` and its value unless ``cond``."""
+    if not cond:
+      raise ConfigError(
+          f'config field methods.{self.method_name}.{field}={getattr(self, field)!r}: {what}')
+
+  def check_choice(self, field: str, choices: Tuple[str, ...], *, sort: bool = True) -> None:
+    listed = sorted(choices) if sort else list(choices)
+    self.check(getattr(self, field) in choices, field, f'expected one of {listed}')
 
 
 def _check_types(section: Any, prefix: str) -> None:

@@ -29,7 +29,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
-from typing import Tuple
+from typing import ClassVar, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +44,7 @@ KERNELS = ('rbf', 'imq')
 
 
 @dataclasses.dataclass(frozen=True)
-class HParams:
+class HParams(config_lib.MethodHParams):
   """GMMN settings (published defaults; see the module docstring).
 
   Attributes:
@@ -57,6 +57,8 @@ class HParams:
     g_optimizer: the generator's optimiser.
   """
 
+  method_name: ClassVar[str] = 'mmd'
+
   kernel: str = 'rbf'
   bandwidths: Tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 40.0, 80.0)
   estimator: str = 'v'
@@ -67,16 +69,12 @@ class HParams:
       name='adam', learning_rate=1e-3)
 
   def __post_init__(self):
-    p = 'methods.mmd.'
-    config_lib._check(self.kernel in KERNELS, p + 'kernel', self.kernel,
-                      f'expected one of {list(KERNELS)}')
-    config_lib._check(len(self.bandwidths) >= 1 and all(b > 0 for b in self.bandwidths),
-                      p + 'bandwidths', self.bandwidths, 'must be one or more values > 0')
-    config_lib._check(self.estimator in kernels.ESTIMATORS, p + 'estimator', self.estimator,
-                      f'expected one of {list(kernels.ESTIMATORS)}')
-    config_lib._check(self.batch_size >= 2, p + 'batch_size', self.batch_size, 'must be >= 2')
-    config_lib._check(self.steps_per_loop >= 1, p + 'steps_per_loop', self.steps_per_loop,
-                      'must be >= 1')
+    self.check_choice('kernel', KERNELS, sort=False)
+    self.check(len(self.bandwidths) >= 1 and all(b > 0 for b in self.bandwidths),
+               'bandwidths', 'must be one or more values > 0')
+    self.check_choice('estimator', kernels.ESTIMATORS, sort=False)
+    self.check(self.batch_size >= 2, 'batch_size', 'must be >= 2')
+    self.check(self.steps_per_loop >= 1, 'steps_per_loop', 'must be >= 1')
 
 
 def profile_of(hp: HParams) -> kernels.Profile:

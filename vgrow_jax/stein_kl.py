@@ -40,7 +40,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
-from typing import Tuple
+from typing import ClassVar, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -54,7 +54,7 @@ from vgrow_jax import stein
 
 
 @dataclasses.dataclass(frozen=True)
-class HParams:
+class HParams(config_lib.MethodHParams):
   """Settings of KL(q‖p) descent by the Stein gradient estimator.
 
   Attributes:
@@ -65,6 +65,8 @@ class HParams:
     g_optimizer: the generator's optimiser (seed: Adam 5e-5).
   """
 
+  method_name: ClassVar[str] = 'stein_kl'
+
   eta: float = 1.0
   bandwidth_factors: Tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
   batch_size: int = 100
@@ -73,15 +75,11 @@ class HParams:
       name='adam', learning_rate=5e-5)
 
   def __post_init__(self):
-    p = 'methods.stein_kl.'
-    config_lib._check(self.eta > 0, p + 'eta', self.eta, 'must be > 0')
-    config_lib._check(len(self.bandwidth_factors) >= 1 and
-                      all(f > 0 for f in self.bandwidth_factors),
-                      p + 'bandwidth_factors', self.bandwidth_factors,
-                      'must be one or more values > 0')
-    config_lib._check(self.batch_size >= 2, p + 'batch_size', self.batch_size, 'must be >= 2')
-    config_lib._check(self.steps_per_loop >= 1, p + 'steps_per_loop', self.steps_per_loop,
-                      'must be >= 1')
+    self.check(self.eta > 0, 'eta', 'must be > 0')
+    self.check(len(self.bandwidth_factors) >= 1 and all(f > 0 for f in self.bandwidth_factors),
+               'bandwidth_factors', 'must be one or more values > 0')
+    self.check(self.batch_size >= 2, 'batch_size', 'must be >= 2')
+    self.check(self.steps_per_loop >= 1, 'steps_per_loop', 'must be >= 1')
 
 
 def kl_direction(x: jax.Array, y: jax.Array, hp: HParams) -> jax.Array:

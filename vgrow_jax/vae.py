@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, Tuple
+from typing import Any, ClassVar, Dict, Tuple
 
 import flax
 import jax
@@ -52,7 +52,7 @@ DECODERS = ('gaussian', 'bernoulli')
 
 
 @dataclasses.dataclass(frozen=True)
-class HParams:
+class HParams(config_lib.MethodHParams):
   """VAE settings.
 
   Attributes:
@@ -64,6 +64,8 @@ class HParams:
     g_optimizer: one optimiser for encoder and decoder (and σ) together.
   """
 
+  method_name: ClassVar[str] = 'vae'
+
   decoder: str = 'gaussian'
   learn_decoder_std: bool = True
   decoder_std: float = 0.1
@@ -73,13 +75,10 @@ class HParams:
       name='adam', learning_rate=1e-3)
 
   def __post_init__(self):
-    p = 'methods.vae.'
-    config_lib._check(self.decoder in DECODERS, p + 'decoder', self.decoder,
-                      f'expected one of {list(DECODERS)}')
-    config_lib._check(self.decoder_std > 0, p + 'decoder_std', self.decoder_std, 'must be > 0')
-    config_lib._check(self.batch_size >= 1, p + 'batch_size', self.batch_size, 'must be >= 1')
-    config_lib._check(self.steps_per_loop >= 1, p + 'steps_per_loop', self.steps_per_loop,
-                      'must be >= 1')
+    self.check_choice('decoder', DECODERS, sort=False)
+    self.check(self.decoder_std > 0, 'decoder_std', 'must be > 0')
+    self.check(self.batch_size >= 1, 'batch_size', 'must be >= 1')
+    self.check(self.steps_per_loop >= 1, 'steps_per_loop', 'must be >= 1')
 
 
 @flax.struct.dataclass
