@@ -3,6 +3,9 @@ r"""B2: mode coverage and sample quality on the toy suites (BENCHMARKS.md, MATH.
   python -m benchmarks.toy_quality                        # every method × ring, grid × 3 seeds
   python -m benchmarks.toy_quality --methods=vgrow:kl,wgan_gp --datasets=grid --seeds=0
   python -m benchmarks.toy_quality --max_seconds=300 --num_outer_loops=1000000
+  python -m benchmarks.toy_quality --methods=gan --tag=lr1e-3 \
+      --set=methods.gan.g_optimizer.learning_rate=1e-3   # a tuning-round setting
+  python -m benchmarks.toy_quality --report=benchmarks/out/toy_quality.jsonl  # table + PNG only
 
 A method entry is ``METHOD[:VARIANT]`` as in ``experiments/configs/toy.py``
 (``vgrow:js``, ``gan:minimax``, ``fgan:reverse_kl``, ``sngan:non_saturating``);
@@ -21,7 +24,10 @@ Prints a markdown table (mean ± sd over seeds of modes, % high quality,
 reverse KL, seconds per run; a run that stops on a non-finite value counts
 as 0 modes, 0 % and reverse KL inf, and the row says how many did), writes ``toy_quality.png`` with one scatter
 panel per (method, dataset) for the first seed that did not diverge, and appends the raw records
-(with the loops done) to ``toy_quality.jsonl``.
+(with the loops done, the tag and the overrides) to ``toy_quality.jsonl``, each run's 2,500
+samples to ``samples/``. Runs can be split over processes (e.g. one per core with ``taskset``
+and a ``--methods`` subset each, same ``--out_dir``); ``--report`` then builds the table
+and PNG from the merged records.
 """
 
 import json
@@ -55,10 +61,57 @@ _OUT = flags.DEFINE_string('out_dir', 'benchmarks/out', 'Where the table, PNG an
 _LOOPS = flags.DEFINE_integer('num_outer_loops', None, 'Override the configs\' loop count.')
 _MAX_SECONDS = flags.DEFINE_float('max_seconds', 0.0,
                                   'Training wall-clock budget per run after compilation (0 = none).')
+_SET = flags.DEFINE_multi_string(
+    'set', [], 'KEY=VALUE config override for every run (dotted path, value as JSON or a '
+    'bare string), e.g. --set=methods.gan.d_optimizer.learning_rate=1e-3; repeatable. '
+    'For a tuning round.')
+_TAG = flags.DEFINE_string('tag', '', 'Label stored in each record (e.g. the tuning setting).')
+_REPORT = flags.DEFINE_string(
+    'report', '', 'Train nothing: build the table and PNG from this toy_quality.jsonl (e.g. '
+    'merged from runs in parallel), keeping the records of --methods, --datasets, --seeds, '
+    '--max_seconds and --tag; the PNG uses the samples saved beside it.')
+
+
+def _parse_set(item: str):
+  key, sep, value = item.partition('=')
+  if not sep or not key:
+    raise app.UsageError(f'--set={item!r}: expected KEY=VALUE')
+  try:
+    return key, json.loads(value)
+  except json.JSONDecodeError:
+    return key, value
+
+
+def apply_overrides(c, items):
+  """Sets dotted ``KEY=VALUE`` items on an ml_collections config (unknown keys: error)."""
+  for item in items:
+    key, value = _parse_set(item)
+    *path, leaf = key.split('.')
+    node = c
+    for part in path:
+      if part not in node:
+        raise app.UsageError(f'--set={item!r}: unknown config field {part!r}')
+      node = node[part]
+    if leaf not in node:
+      raise app.UsageError(f'--set={item!r}: unknown config field {key!r}')
+    if isinstance(value, list):
+      value = tuple(value)
+    setattr(node, leaf, value)
+  return c
+
+
+def make_config(dataset: str, entry: str):
+  return apply_overrides(toy.get_config(f'{entry},{dataset}'), _SET.value)
+
+
+def _samples_path(dataset: str, entry: str, seed: int) -> str:
+  tag = f'_{_TAG.value}' if _TAG.value else ''
+  name = f'{dataset}_{entry.replace(":", "-")}_s{seed}_{_MAX_SECONDS.value:g}s{tag}.npy'
+  return os.path.join(_OUT.value, 'samples', name)
 
 
 def run_one(dataset: str, entry: str, seed: int):
-  c = toy.get_config(f'{entry},{dataset}')
+  c = make_config(dataset, entry)
   c.training.seed = seed
   c.training.log_every = 10**9  # only the final evaluation
   c.training.checkpoint_every = 10**9
@@ -66,7 +119,8 @@ def run_one(dataset: str, entry: str, seed: int):
   if _LOOPS.value:
     c.training.num_outer_loops = _LOOPS.value
   cfg = config_lib.Config.from_dict(c.to_dict())
-  rec = {'dataset': dataset, 'method': entry, 'seed': seed, 'max_seconds': _MAX_SECONDS.value}
+  rec = {'dataset': dataset, 'method': entry, 'seed': seed, 'max_seconds': _MAX_SECONDS.value,
+         'tag': _TAG.value, 'set': list(_SET.value)}
   t0 = time.time()
   with tempfile.TemporaryDirectory() as wd:
     try:
@@ -85,31 +139,14 @@ def run_one(dataset: str, entry: str, seed: int):
   return rec, samples
 
 
-def main(argv):
-  del argv
-  cli.setup_logging()
-  for entry in _METHODS.value:  # fail on a bad entry before any training
-    for dataset in _DATASETS.value:
-      config_lib.Config.from_dict(toy.get_config(f'{entry},{dataset}').to_dict())
-  os.makedirs(_OUT.value, exist_ok=True)
-  records, panels = [], {}
-  with open(os.path.join(_OUT.value, 'toy_quality.jsonl'), 'a') as f:
-    for dataset in _DATASETS.value:
-      for entry in _METHODS.value:
-        for seed in map(int, _SEEDS.value):
-          rec, samples = run_one(dataset, entry, seed)
-          print(json.dumps(rec), flush=True)
-          f.write(json.dumps(rec) + '\n')
-          f.flush()
-          records.append(rec)
-          if not len(panels.get((dataset, entry), (None, ()))[1]):  # first non-diverged seed
-            panels[(dataset, entry)] = (rec, samples)
-
+def _table(records):
   lines = ['| data | method | modes | % high quality | reverse KL | seconds/run | seeds |',
            '|---|---|---|---|---|---|---|']
   for dataset in _DATASETS.value:
     for entry in _METHODS.value:
       rs = [r for r in records if r['dataset'] == dataset and r['method'] == entry]
+      if not rs:
+        continue
       ms = lambda k, s=1.0: (np.mean([r[k] for r in rs]) * s, np.std([r[k] for r in rs]) * s)
       m, hq, kl, sec = ms('modes'), ms('high_quality', 100), ms('reverse_kl'), ms('seconds')
       diverged = sum('diverged' in r for r in rs)
@@ -117,29 +154,80 @@ def main(argv):
       lines.append(f'| {dataset} | {label} | {m[0]:.1f} ± {m[1]:.1f} / {rs[0]["num_modes"]} | '
                    f'{hq[0]:.1f} ± {hq[1]:.1f} | {kl[0]:.4f} ± {kl[1]:.4f} | '
                    f'{sec[0]:.0f} ± {sec[1]:.0f} | {len(rs)} |')
-  table = '\n'.join(lines)
-  print(table)
-  with open(os.path.join(_OUT.value, 'toy_quality.md'), 'w') as f:
-    f.write(table + '\n')
+  return '\n'.join(lines)
 
-  fig, axes = plt.subplots(len(_DATASETS.value), len(_METHODS.value),
-                           figsize=(3.2 * len(_METHODS.value), 3.2 * len(_DATASETS.value)),
-                           squeeze=False)
-  for i, dataset in enumerate(_DATASETS.value):
+
+def _figure(records, path):
+  """One scatter panel per (dataset, method): the first seed that did not diverge."""
+  entries = [e for e in _METHODS.value if any(r['method'] == e for r in records)]
+  datasets = [d for d in _DATASETS.value if any(r['dataset'] == d for r in records)]
+  fig, axes = plt.subplots(len(datasets), len(entries),
+                           figsize=(3.2 * len(entries), 3.2 * len(datasets)), squeeze=False)
+  for i, dataset in enumerate(datasets):
     ds = data_lib.load(config_lib.DataConfig(name=dataset))
     real = np.asarray(ds.sample(ds.arrays, jax.random.PRNGKey(0), 2500))
-    for j, entry in enumerate(_METHODS.value):
+    for j, entry in enumerate(entries):
       ax = axes[i, j]
       ax.scatter(real[:, 0], real[:, 1], s=2, c='0.7')
-      r, s = panels[(dataset, entry)]
-      ax.scatter(s[:, 0], s[:, 1], s=1, c='tab:red', alpha=0.5)
-      ax.set_title(f'{entry} {dataset}: {r["modes"]}/{r["num_modes"]}, '
-                   f'{100 * r["high_quality"]:.1f}%', fontsize=8)
+      rs = sorted((r for r in records if r['dataset'] == dataset and r['method'] == entry
+                   and 'diverged' not in r and os.path.exists(r.get('samples', ''))),
+                  key=lambda r: r['seed'])
+      if rs:
+        r = rs[0]
+        s = np.load(r['samples'])
+        ax.scatter(s[:, 0], s[:, 1], s=1, c='tab:red', alpha=0.5)
+        ax.set_title(f'{entry} {dataset} s{r["seed"]}: {r["modes"]}/{r["num_modes"]}, '
+                     f'{100 * r["high_quality"]:.1f}%', fontsize=8)
+      else:
+        ax.set_title(f'{entry} {dataset}: diverged', fontsize=8)
       ax.set_aspect('equal')
       ax.set_xticks([])
       ax.set_yticks([])
   fig.tight_layout()
-  fig.savefig(os.path.join(_OUT.value, 'toy_quality.png'), dpi=110)
+  fig.savefig(path, dpi=110)
+
+
+def _selected(records):
+  seeds = set(map(int, _SEEDS.value))
+  return [r for r in records if r['dataset'] in _DATASETS.value and r['method'] in _METHODS.value
+          and r['seed'] in seeds and r['max_seconds'] == _MAX_SECONDS.value
+          and r.get('tag', '') == _TAG.value]
+
+
+def main(argv):
+  del argv
+  cli.setup_logging()
+  for entry in _METHODS.value:  # fail on a bad entry or override before any training
+    for dataset in _DATASETS.value:
+      config_lib.Config.from_dict(make_config(dataset, entry).to_dict())
+  if _REPORT.value:
+    with open(_REPORT.value) as f:
+      records = _selected([json.loads(line) for line in f if line.strip()])
+    if not records:
+      raise app.UsageError(f'no records in {_REPORT.value} match the flags')
+    out_dir = os.path.dirname(_REPORT.value)
+  else:
+    out_dir = _OUT.value
+    os.makedirs(os.path.join(out_dir, 'samples'), exist_ok=True)
+    records = []
+    with open(os.path.join(out_dir, 'toy_quality.jsonl'), 'a') as f:
+      for dataset in _DATASETS.value:
+        for entry in _METHODS.value:
+          for seed in map(int, _SEEDS.value):
+            rec, samples = run_one(dataset, entry, seed)
+            if len(samples):
+              rec['samples'] = _samples_path(dataset, entry, seed)
+              np.save(rec['samples'], np.asarray(samples, np.float32))
+            print(json.dumps(rec), flush=True)
+            f.write(json.dumps(rec) + '\n')
+            f.flush()
+            records.append(rec)
+  table = _table(records)
+  print(table)
+  tag = f'_{_TAG.value}' if _TAG.value else ''
+  with open(os.path.join(out_dir, f'toy_quality{tag}.md'), 'w') as f:
+    f.write(table + '\n')
+  _figure(records, os.path.join(out_dir, f'toy_quality{tag}.png'))
 
 
 if __name__ == '__main__':

@@ -13,21 +13,14 @@ features) only with ``--inception_weights`` (a file you supply; format in
 ``vgrow_jax/inception.py``): no Inception number is printed without one.
 """
 
-import json
-import os
 import sys
-from typing import Any, Dict
 
 from absl import app
 from absl import flags
-import numpy as np
 
 from experiments import cli
-from vgrow_jax import classifier as classifier_lib
-from vgrow_jax import image_data
-from vgrow_jax import image_metrics
-from vgrow_jax import inception
-from vgrow_jax import train
+from experiments.evaluate import evaluate_workdir
+from experiments.evaluate import format_record
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir.', required=True)
 _CLASSIFIER = flags.DEFINE_string('classifier', '', 'Classifier .npz (vgrow-classifier).')
@@ -41,81 +34,6 @@ _STEP = flags.DEFINE_integer('step', None, 'Checkpoint (outer loop); default lat
 _INCEPTION = flags.DEFINE_string('inception_weights', '', 'Inception-v3 FID weights .npz '
                                  '(format: vgrow_jax/inception.py); adds FID and KID in '
                                  'Inception features. Without it no Inception number is given.')
-
-
-def _classifier(workdir: str, path: str, data_cfg) -> classifier_lib.Classifier:
-  if path:
-    return classifier_lib.load(path)
-  cached = os.path.join(workdir, 'classifier.npz')
-  if os.path.isfile(cached):
-    return classifier_lib.load(cached)
-  cli.log.info('No --classifier: training one on %s (saved to %s)', data_cfg.name, cached)
-  clf = classifier_lib.fit_on_config(data_cfg)
-  classifier_lib.save(cached, clf)
-  print(f'trained a classifier on {clf.train_data}: held-out test accuracy '
-        f'{100 * clf.test_accuracy:.2f}%; saved to {cached}')
-  return clf
-
-
-def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: int = 1000,
-                     reference_split: str = '', kid_subsets: int = 100,
-                     kid_subset_size: int = 500, step=None,
-                     inception_weights: str = '') -> Dict[str, Any]:
-  """The metrics record of a workdir (also appended to its metrics.jsonl)."""
-  cfg, method, state = train.restore(workdir, step)
-  data_cfg = cfg.data
-  split = reference_split or ('test' if image_data.has_held_out_split(data_cfg)
-                              else data_cfg.split)
-  ref = image_data.load_arrays(data_cfg, split)
-  pick = np.random.default_rng(0).permutation(len(ref.images))[:num_samples]
-  reference = np.asarray(image_data.to_unit_range(ref.images[pick]))
-  n = len(reference)
-  generated = train.generate(method, state, train.eval_latents(method, cfg.training.seed, n))
-  clf = _classifier(workdir, classifier_path, data_cfg)
-  m = image_metrics.evaluate_images(generated, reference, feature_fn=clf.features,
-                                    probs_fn=clf.probs, kid_subsets=kid_subsets,
-                                    kid_subset_size=min(kid_subset_size, n))
-  held_out = split == 'test' and image_data.has_held_out_split(data_cfg)
-  protocol = {
-      'n_generated': n, 'n_reference': n,
-      'reference': f"{ref.name} ({'held out' if held_out else 'training data'})",
-      'features': (f'repo classifier trained on {clf.train_data}, held-out accuracy '
-                   f'{100 * clf.test_accuracy:.2f}%, penultimate layer (128)'),
-      'kid': f'{kid_subsets} subsets of {min(kid_subset_size, n)}, cubic polynomial kernel',
-      'score': 'exp E KL(p(y|x) || p(y)), one split',
-      'precision_recall': 'k-NN manifolds, k = 3',
-  }
-  record = {'loop': int(state.step), 'eval_fcd': m['fd'], 'eval_kid': m['kid'],
-            'eval_kid_std': m['kid_std'], 'eval_classifier_score': m['score'],
-            'eval_classifier_score_reference': m['score_reference'],
-            'eval_precision': m['precision'], 'eval_recall': m['recall'], 'protocol': protocol}
-  if inception_weights:
-    mi = image_metrics.evaluate_images(
-        generated, reference, feature_fn=inception.feature_fn(
-            inception.load_params(inception_weights)),
-        kid_subsets=kid_subsets, kid_subset_size=min(kid_subset_size, n))
-    record.update({'eval_fid': mi['fd'], 'eval_kid_inception': mi['kid'],
-                   'eval_kid_inception_std': mi['kid_std']})
-    protocol['inception'] = ('Inception-v3 (FID variant, 2048 pool features) from '
-                             f'{inception_weights}')
-  with open(os.path.join(workdir, train.METRICS_FILE), 'a') as f:
-    f.write(json.dumps(record) + '\n')
-  return record
-
-
-def format_record(r: Dict[str, Any]) -> str:
-  p = r['protocol']
-  return '\n'.join([
-      f"outer loop {r['loop']}: N generated {p['n_generated']}, N reference {p['n_reference']} "
-      f"({p['reference']}); features: {p['features']}",
-      f"  Fréchet classifier distance {r['eval_fcd']:.3f}",
-      f"  KID {r['eval_kid']:.5f} ± {r['eval_kid_std']:.5f} ({p['kid']})",
-      f"  classifier score {r['eval_classifier_score']:.3f} "
-      f"(reference images: {r['eval_classifier_score_reference']:.3f})",
-      f"  precision {r['eval_precision']:.3f}, recall {r['eval_recall']:.3f} "
-      f"({p['precision_recall']})",
-  ] + ([f"  FID {r['eval_fid']:.3f}, KID {r['eval_kid_inception']:.5f} ± "
-        f"{r['eval_kid_inception_std']:.5f} ({p['inception']})"] if 'eval_fid' in r else []))
 
 
 def main(argv):

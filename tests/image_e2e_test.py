@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import eval as eval_app
+from experiments import evaluate as eval_app
 from vgrow_jax import classifier
 from vgrow_jax import config as config_lib
 from vgrow_jax import image_data

