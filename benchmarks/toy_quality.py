@@ -96,7 +96,10 @@ def apply_overrides(c, items):
       raise app.UsageError(f'--set={item!r}: unknown config field {key!r}')
     if isinstance(value, list):
       value = tuple(value)
-    setattr(node, leaf, value)
+    try:
+      setattr(node, leaf, value)
+    except TypeError as e:
+      raise app.UsageError(f'--set={item!r}: {e}') from None
   return c
 
 

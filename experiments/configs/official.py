@@ -4,7 +4,7 @@
     --config.data.path=/path/images.npz --workdir=workdirs/official
 
 The npz must hold one array [N, 32, 32, C] scaled to [-1, 1] (MNIST padded 28→32).
-Image data pipelines (TFDS, IDX, ...) come in a later release.
+For MNIST itself, `mnist.py` sets the data (offline digits) and CPU-sized nets.
 """
 
 from experiments.configs import common

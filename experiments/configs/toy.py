@@ -8,19 +8,28 @@ the generator loss; SNGAN: the loss). DATASET is 'grid' (default) or 'ring'
 (others: any ``data.name``, with the grid's settings).
 
 VGrow gets its tuned toy configs (``default.py`` for the grid, ``ring.py``).
-Every other method gets its published defaults (its ``HParams``: losses,
-n_critic, optimisers, penalties) on the same MLP pair as VGrow's toy model
-(nz 16, G and D 3 × 256 ReLU) with a batch of 256 (VGrow's toy batch);
-``g_steps_per_loop`` only groups generator iterations per compiled dispatch,
-so ``training.num_outer_loops`` × g_steps_per_loop is the number of
-generator iterations.
+The adversarial methods get their published defaults (their ``HParams``:
+losses, n_critic, optimisers, penalties) on the same MLP pair as VGrow's toy
+model (nz 16, G and D 3 × 256 ReLU) with a batch of 256 (VGrow's toy batch).
+GMMN, the VAE and Stein-KL get their toy configs (``mmd.py``, ``vae.py``,
+``stein_kl.py``: the same nets, with kernel bandwidths, decoder σ and a
+learning rate scaled to toy data, since their published settings are for
+pixels). ``g_steps_per_loop`` / ``steps_per_loop`` only group generator
+iterations per compiled dispatch, so ``training.num_outer_loops`` × that is
+the number of generator iterations.
 """
 
 from experiments.configs import common
 from experiments.configs import default
+from experiments.configs import mmd
 from experiments.configs import ring
+from experiments.configs import stein_kl
+from experiments.configs import vae
 
 # The field a VARIANT sets, per method.
+# Methods whose published settings are for pixels: their own toy configs.
+TOY_CONFIGS = {'mmd': mmd, 'vae': vae, 'stein_kl': stein_kl}
+
 VARIANT_FIELD = {'vgrow': 'divergence', 'gan': 'generator_loss', 'fgan': 'divergence',
                  'sngan': 'loss'}
 
@@ -49,6 +58,12 @@ def get_config(arg: str = 'gan,grid'):
   if name == 'vgrow':
     c = (ring if dataset == 'ring' else default).get_config(variant or 'kl')
     c.data.name = dataset
+    return c
+  if name in TOY_CONFIGS:
+    c = TOY_CONFIGS[name].get_config(dataset)
+    c.training.num_outer_loops = NUM_OUTER_LOOPS
+    c.training.log_every = 50
+    c.training.checkpoint_every = 100
     return c
   c = common.library_defaults()
   c.method = name

@@ -1,0 +1,69 @@
+"""Configs and helpers behind the B2 / B3 benchmarks (toy.py, mnist.py, toy_quality --set)."""
+
+import dataclasses
+
+from absl import app
+import pytest
+
+from benchmarks import toy_quality
+from experiments.configs import mnist
+from experiments.configs import toy
+from vgrow_jax import config as config_lib
+from vgrow_jax import method as method_lib
+
+
+def _cfg(c):
+  return config_lib.Config.from_dict(c.to_dict())
+
+
+def test_mnist_config_parses_method_variant_and_arch():
+  assert mnist.parse('') == ('vgrow', '', 'mlp')
+  assert mnist.parse('resnet_sn') == ('vgrow', '', 'resnet_sn')
+  assert mnist.parse('vgrow:js,dcgan') == ('vgrow', 'js', 'dcgan')
+  assert mnist.parse('gan:minimax') == ('gan', 'minimax', 'mlp')
+  with pytest.raises(ValueError, match="arch 'cnn' must be one of"):
+    mnist.parse('gan,cnn')
+  vg = _cfg(mnist.get_config('vgrow:js'))
+  assert (vg.method, vg.vgrow.divergence, vg.model.arch, vg.data.name) == (
+      'vgrow', 'js', 'mlp', 'mnist_5k')
+  assert vg.model.output_tanh and vg.vgrow.clip == (-1.0, 1.0)
+  for name in method_lib.NAMES:
+    cfg = _cfg(mnist.get_config(name))
+    assert cfg.method == name and cfg.model == vg.model and cfg.data == vg.data
+    if name == 'vgrow':
+      continue
+    published = method_lib.hparams_class(name)()
+    steps = {f: mnist.STEPS_PER_LOOP for f in ('g_steps_per_loop', 'steps_per_loop')
+             if hasattr(published, f)}
+    if name == 'mmd':  # GMMN's pixel bandwidths rescaled from [0, 1]^784 to [-1, 1]^1024
+      steps['bandwidths'] = tuple(round(b * 2 * (1024 / 784) ** 0.5, 2)
+                                  for b in published.bandwidths)
+      assert steps['bandwidths'][0] == pytest.approx(4.57, abs=0.01)
+    assert cfg.hparams == dataclasses.replace(published, **steps)
+  assert _cfg(mnist.get_config('gan:minimax,dcgan')).hparams.generator_loss == 'minimax'
+
+
+def test_toy_config_gives_gmmn_vae_stein_their_toy_settings():
+  for name, module in toy.TOY_CONFIGS.items():
+    for dataset in ('grid', 'ring'):
+      cfg = _cfg(toy.get_config(f'{name},{dataset}'))
+      own = _cfg(module.get_config(dataset))
+      assert cfg.hparams == own.hparams and cfg.model == own.model
+      assert cfg.training.num_outer_loops == toy.NUM_OUTER_LOOPS
+  assert _cfg(toy.get_config('mmd,ring')).hparams.bandwidths[0] == 0.01
+
+
+def test_toy_quality_overrides_set_fields_and_reject_unknown_ones():
+  c = toy.get_config('gan,grid')
+  toy_quality.apply_overrides(c, ['methods.gan.d_optimizer.learning_rate=1e-3',
+                                  'methods.gan.generator_loss=minimax',
+                                  'methods.gan.g_optimizer.lr_decay_boundaries=[100, 200]'])
+  assert c.methods.gan.d_optimizer.learning_rate == 1e-3
+  assert c.methods.gan.g_optimizer.lr_decay_boundaries == (100, 200)
+  assert c.methods.gan.generator_loss == 'minimax'
+  with pytest.raises(app.UsageError, match="unknown config field 'methods.gan.lr'"):
+    toy_quality.apply_overrides(c, ['methods.gan.lr=1'])
+  with pytest.raises(app.UsageError, match="model.g_width=wide.*cannot be casted"):
+    toy_quality.apply_overrides(c, ['model.g_width=wide'])
+  with pytest.raises(app.UsageError, match='expected KEY=VALUE'):
+    toy_quality.apply_overrides(c, ['methods.gan.d_optimizer.learning_rate'])
