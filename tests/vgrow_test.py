@@ -131,3 +131,26 @@ def test_short_run_covers_more_modes_than_at_init():
   assert trained['modes'] > at_init['modes'], (at_init, trained)
   assert trained['modes'] >= 6
   assert trained['high_quality'] > at_init['high_quality']
+
+
+def test_sample_flow_steps_moves_g_samples_along_the_final_d_and_leaves_training_alone():
+  cfg = dataclasses.replace(
+      tiny_config(batch_size=64, particle_steps=5, d_steps=40, step_size=0.02),
+      d_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=3e-3, b1=0.5))
+  refined_cfg = dataclasses.replace(cfg, vgrow=dataclasses.replace(cfg.vgrow,
+                                                                   sample_flow_steps=20))
+  ds = data_lib.ring()
+  m, mr = vgrow.make(cfg, ds), vgrow.make(refined_cfg, ds)
+  state, _ = jax.jit(m.step)(m.init(jax.random.PRNGKey(1)), ds.arrays)
+  state_r, _ = jax.jit(mr.step)(mr.init(jax.random.PRNGKey(1)), ds.arrays)
+  chex.assert_trees_all_equal(state, state_r)  # training does not see the option
+  z = jax.random.normal(jax.random.PRNGKey(2), (256, 4))
+  x = m.generate(state, z)
+  d = vgrow.models.build(cfg.model, ds.shape)[1]
+  logit_fn = lambda y: d.eval_apply(state.d_params, state.d_state, y)
+  expected = vgrow.flow.flow(logit_fn, x, 'kl', step_size=0.02, num_steps=20)
+  np.testing.assert_allclose(mr.generate(state, z), expected, rtol=1e-5, atol=1e-6)
+  radius = lambda y: np.abs(np.linalg.norm(np.asarray(y), axis=1) - 1).mean()
+  assert radius(expected) < 0.9 * radius(x), (radius(x), radius(expected))
+  with pytest.raises(config_lib.ConfigError, match=r'vgrow.sample_flow_steps=-1: must be >= 0'):
+    config_lib.VGrowConfig(sample_flow_steps=-1)

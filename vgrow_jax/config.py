@@ -274,6 +274,11 @@ class VGrowConfig:
     g_ema_decay: β > 0 keeps an exponential moving average of G's
       parameters, β·EMA + (1 − β)·θ after every outer loop, and samples
       from it (``generate``) [0; VGrow-Pg: 0.99].
+    sample_flow_steps: K > 0 makes ``generate`` return G(z) moved by K flow
+      steps (η = step_size, same clipping) along the final discriminator,
+      i.e. the particles the next outer loop would fit, instead of G(z)
+      [0: plain G(z), as the papers report]. Costs K forward/backward passes
+      of D per sample; training is unchanged.
   """
 
   divergence: str = 'kl'
@@ -289,6 +294,7 @@ class VGrowConfig:
   jeffreys_max_scale: float = 100.0
   d_gradient_penalty: float = 0.0
   g_ema_decay: float = 0.0
+  sample_flow_steps: int = 0
 
   def __post_init__(self):
     _check_types(self, 'vgrow.')
@@ -299,7 +305,7 @@ class VGrowConfig:
       raise ConfigError(f'config field vgrow.divergence={self.divergence!r}: {e}') from None
     for f in ('batch_size', 'pool_batches'):
       _check(getattr(self, f) >= 1, f'vgrow.{f}', getattr(self, f), 'must be >= 1')
-    for f in ('particle_steps', 'd_steps', 'g_passes'):
+    for f in ('particle_steps', 'd_steps', 'g_passes', 'sample_flow_steps'):
       _check(getattr(self, f) >= 0, f'vgrow.{f}', getattr(self, f), 'must be >= 0')
     _check(self.step_size > 0, 'vgrow.step_size', self.step_size, 'must be > 0')
     _check(self.clip is None or (len(self.clip) == 2 and self.clip[0] < self.clip[1]),

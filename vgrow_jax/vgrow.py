@@ -143,11 +143,19 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
         d_params=d_params, d_state=d_state, d_opt_state=d_tx.init(d_params),
         g_ema_params=g_params if vc.g_ema_decay else None)
 
-  def generate(state: VGrowState, z: Array) -> Array:
+  def refine(state: VGrowState, x: Array) -> Array:
+    if not vc.sample_flow_steps:
+      return x
+    logit_fn = lambda y: d_net.eval_apply(state.d_params, state.d_state, y)
+    return flow.flow(logit_fn, x, div, step_size=vc.step_size,
+                     num_steps=vc.sample_flow_steps, clip=clip)
+
+  def particles(state: VGrowState, z: Array) -> Array:
     return g_net.eval_apply(state.g_params, state.g_state, z)
 
-  def generate_from_ema(state: VGrowState, z: Array) -> Array:
-    return g_net.eval_apply(state.g_ema_params, state.g_state, z)
+  def generate(state: VGrowState, z: Array) -> Array:
+    g_params = state.g_ema_params if vc.g_ema_decay else state.g_params
+    return refine(state, g_net.eval_apply(g_params, state.g_state, z))
 
   def d_update(data_arrays, carry, key):
     d_params, d_state, d_opt_state, x = carry
@@ -220,7 +228,7 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     # The pool and every batch are split over the devices of the 'data' mesh
     # axis (a no-op on one device); the random values do not depend on it.
     z = sharding.shard_batch(jax.random.normal(k_pool, (pool, nz)))  # [N, nz]
-    x0 = sharding.shard_batch(generate(state, z))  # [N, ...]
+    x0 = sharding.shard_batch(particles(state, z))  # [N, ...]
     (d_params, d_state, d_opt_state, x), move_metrics = jax.lax.scan(
         lambda c, k: particle_step(data_arrays, c, k),
         (state.d_params, state.d_state, d_opt_state, x0),
@@ -251,5 +259,5 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     return new_state, metrics
 
   return method_lib.Method(name='vgrow', init=init, step=step,
-                           generate=generate_from_ema if vc.g_ema_decay else generate,
+                           generate=generate,
                            latent_dim=nz)
