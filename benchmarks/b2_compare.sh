@@ -66,7 +66,7 @@ case $mode in
   compare)
     : > "$out/jobs_compare.txt"
     for d in grid ring; do
-      for m in "${vgrow[@]}"; do echo "--methods=$m --datasets=$d --seeds=0,1,2 --tag=tuned" >> "$out/jobs_compare.txt"; done
+      for m in "${vgrow[@]}"; do echo "--methods=$m --datasets=$d --seeds=0,1,2 --tag=tuned --refine_steps=10" >> "$out/jobs_compare.txt"; done
       while read -r m f; do
         echo "--methods=$m --datasets=$d --seeds=0,1,2 --tag=tuned $(lr_flags "$m" "$f" | tr '\n' ' ')" \
           >> "$out/jobs_compare.txt"
