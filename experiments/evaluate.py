@@ -39,9 +39,14 @@ def load_or_train_classifier(workdir: str, path: str, data_cfg) -> classifier_li
 def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: int = 1000,
                      reference_split: str = '', kid_subsets: int = 100,
                      kid_subset_size: int = 500, step=None,
-                     inception_weights: str = '') -> Dict[str, Any]:
-  """The metrics record of a workdir (also appended to its metrics.jsonl)."""
-  cfg, method, state = train.restore(workdir, step)
+                     inception_weights: str = '',
+                     sample_flow_steps=None) -> Dict[str, Any]:
+  """The metrics record of a workdir (also appended to its metrics.jsonl).
+
+  ``sample_flow_steps`` (VGrow only) scores G(z) moved that many flow steps
+  along the final D instead of the run's own setting; the protocol says so.
+  """
+  cfg, method, state = train.restore(workdir, step, sample_flow_steps=sample_flow_steps)
   data_cfg = cfg.data
   split = reference_split or ('test' if image_data.has_held_out_split(data_cfg)
                               else data_cfg.split)
@@ -64,6 +69,9 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
       'score': 'exp E KL(p(y|x) || p(y)), one split',
       'precision_recall': 'k-NN manifolds, k = 3',
   }
+  if cfg.method == 'vgrow' and cfg.vgrow.sample_flow_steps:
+    protocol['sampling'] = (f'G(z) + {cfg.vgrow.sample_flow_steps} flow steps along the final D '
+                            f'(η = {cfg.vgrow.step_size})')
   record = {'loop': int(state.step), 'eval_fcd': m['fd'], 'eval_kid': m['kid'],
             'eval_kid_std': m['kid_std'], 'eval_classifier_score': m['score'],
             'eval_classifier_score_reference': m['score_reference'],
@@ -86,7 +94,8 @@ def format_record(r: Dict[str, Any]) -> str:
   p = r['protocol']
   return '\n'.join([
       f"outer loop {r['loop']}: N generated {p['n_generated']}, N reference {p['n_reference']} "
-      f"({p['reference']}); features: {p['features']}",
+      f"({p['reference']}); features: {p['features']}"
+      + (f"; samples: {p['sampling']}" if 'sampling' in p else ''),
       f"  Fréchet classifier distance {r['eval_fcd']:.3f}",
       f"  KID {r['eval_kid']:.5f} ± {r['eval_kid_std']:.5f} ({p['kid']})",
       f"  classifier score {r['eval_classifier_score']:.3f} "

@@ -18,6 +18,9 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir.', required=
 _NUM = flags.DEFINE_integer('num', 2500, 'How many samples.', lower_bound=1)
 _OUT = flags.DEFINE_string('out', 'samples.npz', 'Output .npz path.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the latents.')
+_FLOW = flags.DEFINE_integer('sample_flow_steps', None, 'VGrow: move G(z) this many flow '
+                             'steps along the final D (default: the run\'s setting).',
+                             lower_bound=0)
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint (outer loop) to use; default latest.')
 
 
@@ -26,7 +29,8 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   cli.setup_logging()
   try:
-    _, method, state = train.restore(_WORKDIR.value, _STEP.value)
+    _, method, state = train.restore(_WORKDIR.value, _STEP.value,
+                                    sample_flow_steps=_FLOW.value)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'vgrow-sample: {e}')
   z = jax.random.normal(jax.random.PRNGKey(_SEED.value), (_NUM.value, method.latent_dim))

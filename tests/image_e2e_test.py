@@ -66,6 +66,14 @@ def test_vgrow_on_digits_writes_figures_and_vgrow_eval_scores_it(tmp_path, digit
   last = json.loads(open(os.path.join(wd, 'metrics.jsonl')).read().splitlines()[-1])
   assert last['eval_fcd'] == r['eval_fcd'] and last['loop'] == 2
   assert 'Fréchet classifier distance' in eval_app.format_record(r)
+  assert 'sampling' not in p
+  # Refined sampling: other images (moved along D), same reference, the protocol says so.
+  rr = eval_app.evaluate_workdir(wd, classifier_path=clf_path, num_samples=100, kid_subsets=10,
+                                 kid_subset_size=50, sample_flow_steps=3)
+  assert rr['protocol']['sampling'] == 'G(z) + 3 flow steps along the final D (η = 0.5)'
+  assert rr['eval_fcd'] != r['eval_fcd']
+  assert rr['eval_classifier_score_reference'] == r['eval_classifier_score_reference']
+  assert 'samples: G(z) + 3 flow steps' in eval_app.format_record(rr)
 
 
 def test_eval_app_without_a_workdir_is_a_one_line_error(tmp_path):

@@ -21,6 +21,7 @@ depends on which.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -312,11 +313,14 @@ def load_config(workdir: str) -> config_lib.Config:
     raise config_lib.ConfigError(f'cannot use {path}: {e}') from None
 
 
-def restore(workdir: str, step: Optional[int] = None):
+def restore(workdir: str, step: Optional[int] = None, *,
+            sample_flow_steps: Optional[int] = None):
   """``(config, method, state)`` from a workdir's checkpoint, without the training data.
 
   With ``step`` None the newest readable checkpoint is used; corrupt ones
-  are skipped with a warning (and left in place).
+  are skipped with a warning (and left in place). ``sample_flow_steps``
+  replaces ``vgrow.sample_flow_steps`` (VGrow's refined sampling; the state
+  does not depend on it) in the returned config and method.
 
   Raises:
     FileNotFoundError: no config, data spec or checkpoint in ``workdir``.
@@ -324,6 +328,9 @@ def restore(workdir: str, step: Optional[int] = None):
     checkpoint.CheckpointError: the checkpoint cannot be read.
   """
   cfg = load_config(workdir)
+  if sample_flow_steps is not None:
+    cfg = dataclasses.replace(cfg, vgrow=dataclasses.replace(
+        cfg.vgrow, sample_flow_steps=sample_flow_steps))
   spec_path = os.path.join(workdir, DATA_SPEC_FILE)
   if not os.path.isfile(spec_path):
     raise FileNotFoundError(f'no {DATA_SPEC_FILE} in workdir {workdir!r}: is it a training '
