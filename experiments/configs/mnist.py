@@ -20,8 +20,9 @@ thousands of steps in a few CPU-minutes. 'dcgan' (width 32) and 'resnet_sn'
 official code.
 
 VGrow: the official MNIST settings (``official.py``: pool 20 × 64, T = 20,
-η = 0.5, RMSprop 1e-4) scaled to the CPU: pool 4 × 64, T = 5, U = 1, L = 1,
-η = 0.5 with clipping to [-1, 1], RMSprop 2e-4, no decay. Every other method
+η = 0.5, RMSprop 1e-4, spectral norm in D) scaled to the CPU: pool 4 × 64,
+T = 5, U = 1, L = 1, η = 0.5 with clipping to [-1, 1], RMSprop 2e-4, no
+decay, spectral norm on the MLP D (one power iteration). Every other method
 gets its published defaults (its ``HParams``), with
 ``g_steps_per_loop``/``steps_per_loop`` = 20 so that one compiled dispatch
 runs 20 generator iterations, and GMMN's bandwidths scaled from pixels in
@@ -74,7 +75,12 @@ def get_config(arg: str = ''):
     opt.learning_rate = 2e-4
     opt.lr_decay_boundaries = ()
   c.method = name
-  if name != 'vgrow':
+  if name == 'vgrow':
+    # The official nets have spectral norm in D (as VGrow's toy configs): a
+    # 1-Lipschitz logit keeps |h| bounded. Without it, VGrow-JS saturated
+    # (d_fake ≈ -28, field ≈ 0) and collapsed on this MLP.
+    c.model.d_spectral_norm = True
+  else:
     hp = c.methods[name]
     for field in ('g_steps_per_loop', 'steps_per_loop'):
       if field in hp:
