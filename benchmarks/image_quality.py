@@ -75,7 +75,12 @@ def run_one(entry: str, classifier: str):
   if os.path.exists(wd):
     raise app.UsageError(f'{wd} exists: remove it or pick another --out_dir')
   t0 = time.time()
-  out = train.train_and_evaluate(cfg, wd)
+  try:
+    out = train.train_and_evaluate(cfg, wd)
+  except FloatingPointError as e:  # scored as diverged; the table says so
+    return [{'method': entry, 'arch': _ARCH.value, 'seed': _SEED.value,
+             'max_seconds': _MAX_SECONDS.value, 'workdir': wd, 'diverged': str(e)[:300],
+             'seconds': time.time() - t0}]
   seconds = time.time() - t0
   flows = [0] + ([_REFINE.value] if _REFINE.value and cfg.method == 'vgrow' else [])
   return [score(entry, wd, out['loop'], seconds, classifier, k) for k in flows]
@@ -99,6 +104,8 @@ def score(entry: str, wd: str, loops: int, seconds: float, classifier: str, flow
 
 
 def _table(records) -> str:
+  diverged = [r for r in records if 'diverged' in r]
+  records = [r for r in records if 'diverged' not in r]
   p = records[0]['protocol']
   lines = [f"N generated {p['n_generated']} vs N reference {p['n_reference']} "
            f"({p['reference']}); features: {p['features']}; KID: {p['kid']}; "
@@ -111,10 +118,14 @@ def _table(records) -> str:
     lines.append(f"| {r['method']} | {r['arch']} | {r['fcd']:.2f} | {r['kid']:.3f} ± "
                  f"{r['kid_std']:.3f} | {r['score']:.2f} | {r['precision']:.3f} | "
                  f"{r['recall']:.3f} | {r['loops']} | {r['seconds']:.0f} |")
+  for r in diverged:
+    lines.append(f"| {r['method']} | {r['arch']} | diverged (non-finite state) | | | | | | "
+                 f"{r['seconds']:.0f} |")
   return '\n'.join(lines)
 
 
 def _figure(records, path: str) -> None:
+  records = [r for r in records if 'diverged' not in r]
   n = len(records)
   ncol = min(n, 4)
   nrow = -(-n // ncol)

@@ -31,7 +31,8 @@ def test_mnist_config_parses_method_variant_and_arch():
     cfg = _cfg(mnist.get_config(name))
     # One net pair for all; SN on D is VGrow's published choice (SNGAN adds its own).
     assert cfg.method == name and cfg.data == vg.data
-    assert cfg.model == dataclasses.replace(vg.model, d_spectral_norm=name == 'vgrow')
+    assert cfg.model == dataclasses.replace(vg.model, d_spectral_norm=name == 'vgrow',
+                                            output_tanh=name != 'vae')
     if name == 'vgrow':
       continue
     published = method_lib.hparams_class(name)()
@@ -41,6 +42,8 @@ def test_mnist_config_parses_method_variant_and_arch():
       steps['bandwidths'] = tuple(round(b * 2 * (1024 / 784) ** 0.5, 2)
                                   for b in published.bandwidths)
       assert steps['bandwidths'][0] == pytest.approx(4.57, abs=0.01)
+    if name == 'vae':  # Bernoulli on pixels, G gives logits
+      steps['decoder'] = 'bernoulli'
     assert cfg.hparams == dataclasses.replace(published, **steps)
   assert _cfg(mnist.get_config('gan:minimax,dcgan')).hparams.generator_loss == 'minimax'
 

@@ -25,7 +25,8 @@ T = 5, U = 1, L = 1, η = 0.5 with clipping to [-1, 1], RMSprop 2e-4, no
 decay, spectral norm on the MLP D (one power iteration). Every other method
 gets its published defaults (its ``HParams``), with
 ``g_steps_per_loop``/``steps_per_loop`` = 20 so that one compiled dispatch
-runs 20 generator iterations, and GMMN's bandwidths scaled from pixels in
+runs 20 generator iterations, the VAE's Bernoulli decoder (its MNIST
+setting), and GMMN's bandwidths scaled from pixels in
 [0, 1] over 784 pixels to [-1, 1] over 1,024 (× 2·√(1024/784) ≈ 2.3).
 """
 
@@ -87,6 +88,11 @@ def get_config(arg: str = ''):
         setattr(hp, field, STEPS_PER_LOOP)
     if variant:
       setattr(hp, toy.VARIANT_FIELD[name], variant)
+    if name == 'vae':
+      # Kingma & Welling's MNIST decoder: Bernoulli on pixels in [0, 1] (G outputs
+      # logits). The Gaussian decoder's learned sigma went non-finite within minutes here.
+      hp.decoder = 'bernoulli'
+      c.model.output_tanh = False
     if name == 'mmd':
       hp.bandwidths = tuple(round(b * _PIXEL_SCALE, 2) for b in hp.bandwidths)
   c.training.num_outer_loops = 2000 if name == 'vgrow' else 500
