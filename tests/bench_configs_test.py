@@ -26,13 +26,12 @@ def test_mnist_config_parses_method_variant_and_arch():
   vg = _cfg(mnist.get_config('vgrow:js'))
   assert (vg.method, vg.vgrow.divergence, vg.model.arch, vg.data.name) == (
       'vgrow', 'js', 'mlp', 'mnist_5k')
-  assert vg.model.output_tanh and vg.vgrow.clip == (-1.0, 1.0) and vg.model.d_spectral_norm
+  assert vg.model.output_tanh and vg.vgrow.clip == (-1.0, 1.0) and not vg.model.d_spectral_norm
   for name in method_lib.NAMES:
     cfg = _cfg(mnist.get_config(name))
-    # One net pair for all; SN on D is VGrow's published choice (SNGAN adds its own).
+    # One net pair for all (SNGAN adds its spectral norm; the VAE's G outputs logits).
     assert cfg.method == name and cfg.data == vg.data
-    assert cfg.model == dataclasses.replace(vg.model, d_spectral_norm=name == 'vgrow',
-                                            output_tanh=name != 'vae')
+    assert cfg.model == dataclasses.replace(vg.model, output_tanh=name != 'vae')
     if name == 'vgrow':
       continue
     published = method_lib.hparams_class(name)()
