@@ -57,6 +57,10 @@ _RESCORE = flags.DEFINE_boolean(
 _REPORT = flags.DEFINE_string('report', '', 'Train nothing: table and figure from this jsonl.')
 
 
+def _classifier_path() -> str:
+  return _CLASSIFIER.value or os.path.join(_OUT.value, 'classifier.npz')
+
+
 def _workdir(entry: str) -> str:
   return os.path.join(_OUT.value, f'{entry.replace(":", "-")}_{_ARCH.value}_s{_SEED.value}_'
                       f'{_MAX_SECONDS.value:g}s')
@@ -156,8 +160,7 @@ def main(argv):
       if not base or not entry.startswith('vgrow'):
         continue
       rec = score(entry, base[-1]['workdir'], base[-1]['loops'], base[-1]['seconds'],
-                  _CLASSIFIER.value or os.path.join(_OUT.value, 'classifier.npz'),
-                  _REFINE.value)
+                  _classifier_path(), _REFINE.value)
       print(json.dumps(rec), flush=True)
       with open(path, 'a') as f:
         f.write(json.dumps(rec) + '\n')
@@ -174,7 +177,7 @@ def main(argv):
   else:
     out_dir = _OUT.value
     os.makedirs(out_dir, exist_ok=True)
-    classifier = _CLASSIFIER.value or os.path.join(out_dir, 'classifier.npz')
+    classifier = _classifier_path()
     if not os.path.exists(classifier):
       classifier_lib.save(classifier, classifier_lib.fit_on_config(
           config_lib.Config.from_dict(mnist.get_config().to_dict()).data))

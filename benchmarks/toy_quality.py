@@ -31,7 +31,6 @@ and a ``--methods`` subset each, same ``--out_dir``); ``--report`` then builds t
 and PNG from the merged records.
 """
 
-import dataclasses
 import json
 import os
 import tempfile
@@ -145,10 +144,9 @@ def run_one(dataset: str, entry: str, seed: int):
     z = train.eval_latents(method, seed, 2500)
     samples = train.generate(method, state, z)
     if _REFINE.value and cfg.method == 'vgrow':
-      rcfg = dataclasses.replace(cfg, vgrow=dataclasses.replace(
-          cfg.vgrow, sample_flow_steps=_REFINE.value))
+      _, refining, _ = train.restore(wd, sample_flow_steps=_REFINE.value)
+      refined = np.asarray(train.generate(refining, state, z))
       ds = data_lib.load(cfg.data)
-      refined = np.asarray(train.generate(method_lib.get(rcfg.method)(rcfg, ds), state, z))
       m = metrics.mode_metrics(refined, ds.modes, ds.std)
       rec.update(refine_steps=_REFINE.value, refined_modes=m['modes'],
                  refined_high_quality=m['high_quality'], refined_reverse_kl=m['reverse_kl'])
