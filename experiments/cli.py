@@ -1,9 +1,11 @@
 """What the command-line apps share: the config flag and logging set-up."""
 
+import json
 import logging as std_logging
 import sys
 from typing import Sequence
 
+from absl import app
 from absl import flags
 from absl import logging
 import jax
@@ -61,3 +63,39 @@ def unknown_override(argv: Sequence[str]) -> str:
         return f'unknown config field {field}; known fields here: {sorted(node.keys())}'
       node = node[name]
   return ''
+
+
+def _parse_set(item: str):
+  key, sep, value = item.partition('=')
+  if not sep or not key:
+    raise app.UsageError(f'--set={item!r}: expected KEY=VALUE')
+  try:
+    return key, json.loads(value)
+  except json.JSONDecodeError:
+    return key, value
+
+
+def apply_overrides(c, items):
+  """Sets dotted ``KEY=VALUE`` items (a benchmark's ``--set``) on an ml_collections config.
+
+  VALUE is JSON (lists become tuples) or a bare string. Raises
+  ``app.UsageError`` naming the item for a malformed item, an unknown field
+  or a value of the wrong type.
+  """
+  for item in items:
+    key, value = _parse_set(item)
+    *path, leaf = key.split('.')
+    node = c
+    for part in path:
+      if part not in node:
+        raise app.UsageError(f'--set={item!r}: unknown config field {part!r}')
+      node = node[part]
+    if leaf not in node:
+      raise app.UsageError(f'--set={item!r}: unknown config field {key!r}')
+    if isinstance(value, list):
+      value = tuple(value)
+    try:
+      setattr(node, leaf, value)
+    except TypeError as e:
+      raise app.UsageError(f'--set={item!r}: {e}') from None
+  return c

@@ -5,7 +5,7 @@ import dataclasses
 from absl import app
 import pytest
 
-from benchmarks import toy_quality
+from experiments import cli
 from experiments.configs import mnist
 from experiments.configs import toy
 from vgrow_jax import config as config_lib
@@ -59,15 +59,15 @@ def test_toy_config_gives_gmmn_vae_stein_their_toy_settings():
 
 def test_toy_quality_overrides_set_fields_and_reject_unknown_ones():
   c = toy.get_config('gan,grid')
-  toy_quality.apply_overrides(c, ['methods.gan.d_optimizer.learning_rate=1e-3',
+  cli.apply_overrides(c, ['methods.gan.d_optimizer.learning_rate=1e-3',
                                   'methods.gan.generator_loss=minimax',
                                   'methods.gan.g_optimizer.lr_decay_boundaries=[100, 200]'])
   assert c.methods.gan.d_optimizer.learning_rate == 1e-3
   assert c.methods.gan.g_optimizer.lr_decay_boundaries == (100, 200)
   assert c.methods.gan.generator_loss == 'minimax'
   with pytest.raises(app.UsageError, match="unknown config field 'methods.gan.lr'"):
-    toy_quality.apply_overrides(c, ['methods.gan.lr=1'])
+    cli.apply_overrides(c, ['methods.gan.lr=1'])
   with pytest.raises(app.UsageError, match="model.g_width=wide.*cannot be casted"):
-    toy_quality.apply_overrides(c, ['model.g_width=wide'])
+    cli.apply_overrides(c, ['model.g_width=wide'])
   with pytest.raises(app.UsageError, match='expected KEY=VALUE'):
-    toy_quality.apply_overrides(c, ['methods.gan.d_optimizer.learning_rate'])
+    cli.apply_overrides(c, ['methods.gan.d_optimizer.learning_rate'])

@@ -82,6 +82,8 @@ def test_mode_metrics_on_hand_made_samples():
   assert m['high_quality'] == pytest.approx(4 / 6)
   # histogram over HQ samples (2, 2, 0, 0)/4 against uniform 1/4: log 2.
   assert m['reverse_kl'] == pytest.approx(np.log(2))
+  # offsets 0, 0.05, 0.2, 0.29 from their means, over D = 2 coordinates, in σ.
+  assert m['spread'] == pytest.approx(np.sqrt((0.05**2 + 0.2**2 + 0.29**2) / 4 / 2) / std)
 
 
 def test_mode_metrics_of_the_data_itself_are_perfect():
@@ -91,6 +93,22 @@ def test_mode_metrics_of_the_data_itself_are_perfect():
   assert m['modes'] == 8 and m['high_quality'] > 0.99 and m['reverse_kl'] < 0.01
 
 
+def test_mode_spread_of_exact_samples_matches_the_truncated_chi_square():
+  # r² ~ χ²₂ (CDF 1 − e^{−r²/2}): E[r² | r < 3] = (2 − 11 e^{−4.5}) / (1 − e^{−4.5}).
+  expected = np.sqrt((2 - 11 * np.exp(-4.5)) / (1 - np.exp(-4.5)) / 2)
+  ds = data.grid()
+  x = np.asarray(ds.sample(ds.arrays, jax.random.PRNGKey(5), 20000))
+  m = metrics.mode_metrics(x, ds.modes, ds.std)
+  assert expected == pytest.approx(0.9744, abs=1e-4)
+  # Standard error of the estimate at N = 20,000 is about 0.004.
+  assert m['spread'] == pytest.approx(expected, abs=0.015)
+  # Samples pulled halfway to their means have half the spread.
+  nearest = ds.modes[((x[:, None] - ds.modes[None]) ** 2).sum(-1).argmin(1)]
+  half = metrics.mode_metrics(nearest + (x - nearest) / 2, ds.modes, ds.std)
+  assert half['spread'] < 0.55
+
+
 def test_mode_metrics_with_no_high_quality_sample():
   m = metrics.mode_metrics(np.full((3, 2), 100.0), data.ring().modes, 0.01)
   assert m['modes'] == 0 and m['high_quality'] == 0 and m['reverse_kl'] == float('inf')
+  assert np.isnan(m['spread'])
