@@ -1,5 +1,6 @@
 """Typed configs (errors name the field) and the nets (official SN-ResNet shapes)."""
 
+import dataclasses
 import math
 
 import jax
@@ -25,6 +26,9 @@ def test_config_round_trips_through_a_dict():
     ({'model': {'arch': 'transformer'}}, r"model\.arch='transformer'"),
     ({'g_optimizer': {'name': 'lion'}}, r"optimizer\.name='lion'"),
     ({'data': {'name': 'npz'}}, r"data\.path='': name=npz needs a path"),
+    ({'model': {'d_input_scale': 0.0}}, r'model\.d_input_scale=0\.0: must be finite and > 0'),
+    ({'model': {'arch': 'dcgan', 'd_input_scale': 5.0}},
+     r"model\.d_input_scale=5\.0: applies to the mlp discriminator only \(arch is 'dcgan'\)"),
 ])
 def test_bad_config_fields_are_named(d, message):
   with pytest.raises(config_lib.ConfigError, match=message):
@@ -122,3 +126,22 @@ def test_method_sections_parse_with_the_methods_hparams(monkeypatch):
     config_lib.Config.from_dict({'methods': {'fake': {'n_critic': 'x'}}})
   with pytest.raises(config_lib.ConfigError, match=r"methods\.nope"):
     config_lib.Config.from_dict({'methods': {'nope': {}}})
+
+
+def test_d_input_scale_makes_the_spectrally_normalised_logit_c_lipschitz():
+  # The scaled D is the c = 1 net evaluated at c·x (same parameters), so its
+  # input gradient is c times that net's gradient at c·x.
+  c = 5.0
+  base = config_lib.ModelConfig(d_width=16, d_depth=2, d_spectral_norm=True,
+                                sn_power_iterations=30)
+  _, d1 = models.build(base, (2,))
+  _, dc = models.build(dataclasses.replace(base, d_input_scale=c), (2,))
+  x = jax.random.normal(jax.random.PRNGKey(1), (64, 2))
+  dp, ds = d1.init(jax.random.PRNGKey(0), x)
+  _, ds = d1.train_apply(dp, ds, x)  # converge the power iterations
+  np.testing.assert_allclose(dc.eval_apply(dp, ds, x), d1.eval_apply(dp, ds, c * x), rtol=1e-5)
+  grad = lambda net, y: jax.vmap(jax.grad(lambda v: net.eval_apply(dp, ds, v[None])[0]))(y)
+  np.testing.assert_allclose(grad(dc, x), c * grad(d1, c * x), rtol=1e-4, atol=1e-6)
+  # 1-Lipschitz at c = 1 (spectral norm, ReLU): every input gradient of the c-net <= c.
+  norms = np.linalg.norm(grad(dc, x), axis=1)
+  assert norms.max() <= c * (1 + 1e-3)

@@ -85,17 +85,18 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-  """x ``[B, ...]`` -> logit ``[B]`` (real = 1)."""
+  """x ``[B, ...]`` -> logit ``[B]`` (real = 1), computed on ``input_scale · x``."""
 
   width: int = 256
   depth: int = 3
   activation: str = 'relu'
   sn_steps: int = 0
+  input_scale: float = 1.0
 
   @nn.compact
   def __call__(self, x, *, train: bool = False):
     act = _activation(self.activation)
-    h = x.reshape((x.shape[0], -1))
+    h = self.input_scale * x.reshape((x.shape[0], -1))
     for _ in range(self.depth):
       h = act(_MaybeSN(nn.Dense(self.width), self.sn_steps)(h, train=train))
     return _MaybeSN(nn.Dense(1), self.sn_steps)(h, train=train)[:, 0]
@@ -312,7 +313,8 @@ def build(cfg: config_lib.ModelConfig, data_shape: Tuple[int, ...]) -> Tuple[Net
     g = MLPGenerator(tuple(data_shape), cfg.g_width, cfg.g_depth, cfg.activation,
                      cfg.output_tanh)
     d = MLPDiscriminator(cfg.d_width, cfg.d_depth, cfg.activation,
-                         cfg.sn_power_iterations if cfg.d_spectral_norm else 0)
+                         cfg.sn_power_iterations if cfg.d_spectral_norm else 0,
+                         cfg.d_input_scale)
     return as_net(g), as_net(d)
   impl = cfg.conv_impl
   if impl == 'auto':
