@@ -1,4 +1,9 @@
-"""Scores a trained image model: ``vgrow-eval --workdir=W [--classifier=PATH]``.
+"""Scores a trained model: ``vgrow-eval --workdir=W [--classifier=PATH]``.
+
+On mixture data (ring, grid, 'mixture') it prints the mode metrics of MATH.md §3
+for ``--num_samples`` samples (default 2,500): modes covered, % high quality,
+reverse KL and the spread of the high-quality samples (``eval_*`` records in
+``W/metrics.jsonl``). On images:
 
 Generates ``--num_samples`` images from the latest checkpoint (fixed latents), takes as many
 reference images (the held-out split when the source has one, else the training data; a
@@ -19,12 +24,12 @@ from absl import app
 from absl import flags
 
 from experiments import cli
-from experiments.evaluate import evaluate_workdir
-from experiments.evaluate import format_record
+from experiments import evaluate
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir.', required=True)
 _CLASSIFIER = flags.DEFINE_string('classifier', '', 'Classifier .npz (vgrow-classifier).')
-_NUM = flags.DEFINE_integer('num_samples', 1000, 'N generated = N reference (at most).',
+_NUM = flags.DEFINE_integer('num_samples', None, 'Images: N generated = N reference (at most; '
+                            'default 1,000). Mixture data: N generated (default 2,500).',
                             lower_bound=10)
 _SPLIT = flags.DEFINE_string('reference_split', '', "Reference split (default: 'test' where "
                              'the source has a held-out split, else the training split).')
@@ -44,14 +49,20 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   cli.setup_logging()
   try:
-    r = evaluate_workdir(_WORKDIR.value, classifier_path=_CLASSIFIER.value,
-                         num_samples=_NUM.value, reference_split=_SPLIT.value,
-                         kid_subsets=_KID_SUBSETS.value, kid_subset_size=_KID_SIZE.value,
-                         step=_STEP.value, inception_weights=_INCEPTION.value,
-                         sample_flow_steps=_FLOW.value)
+    if evaluate.has_modes(_WORKDIR.value):
+      r = evaluate.evaluate_mode_workdir(_WORKDIR.value, num_samples=_NUM.value or 2500,
+                                         step=_STEP.value, sample_flow_steps=_FLOW.value)
+      print(evaluate.format_mode_record(r), flush=True)
+      return
+    r = evaluate.evaluate_workdir(_WORKDIR.value, classifier_path=_CLASSIFIER.value,
+                                  num_samples=_NUM.value or 1000, reference_split=_SPLIT.value,
+                                  kid_subsets=_KID_SUBSETS.value,
+                                  kid_subset_size=_KID_SIZE.value, step=_STEP.value,
+                                  inception_weights=_INCEPTION.value,
+                                  sample_flow_steps=_FLOW.value)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'vgrow-eval: {e}')
-  print(format_record(r), flush=True)
+  print(evaluate.format_record(r), flush=True)
 
 
 def run():

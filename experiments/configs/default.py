@@ -5,6 +5,9 @@ Pass a divergence after a colon to switch it: ``--config=.../default.py:js``.
 
 from experiments.configs import common
 
+# The particle step on the grid (tuned: benchmarks/RESULTS.md, B2); ring.py scales it.
+STEP_SIZE = 0.2
+
 
 def get_config(divergence: str = 'kl'):
   c = common.library_defaults()
@@ -28,7 +31,7 @@ def get_config(divergence: str = 'kl'):
   c.vgrow.particle_steps = 10
   c.vgrow.d_steps = 1
   c.vgrow.g_passes = 5
-  c.vgrow.step_size = 0.2
+  c.vgrow.step_size = STEP_SIZE
   for opt in (c.g_optimizer, c.d_optimizer):
     opt.name = 'adam'
     opt.learning_rate = 3e-3
