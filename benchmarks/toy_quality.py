@@ -70,10 +70,10 @@ _SET = flags.DEFINE_multi_string(
     'set', [], 'KEY=VALUE config override for every run (dotted path, value as JSON or a '
     'bare string), e.g. --set=methods.gan.d_optimizer.learning_rate=1e-3; repeatable. '
     'For a tuning round.')
-_REFINE = flags.DEFINE_integer(
-    'refine_steps', 0, 'VGrow entries: also score G(z) moved by this many flow steps along '
-    'the final D (vgrow.sample_flow_steps), as refined_modes / refined_high_quality / '
-    'refined_reverse_kl in the records and extra table columns (0 = no).', lower_bound=0)
+_REFINE = flags.DEFINE_list(
+    'refine_steps', [], 'VGrow entries: also score G(z) moved by each of these numbers of flow '
+    'steps along the final D (vgrow.sample_flow_steps), as the records\' "refined" list and '
+    'one extra table row each (e.g. 10,30).')
 _TAG = flags.DEFINE_string('tag', '', 'Label stored in each record (e.g. the tuning setting).')
 _REPORT = flags.DEFINE_string(
     'report', '', 'Train nothing: build the table and PNG from this toy_quality.jsonl (e.g. '
@@ -83,6 +83,29 @@ _REPORT = flags.DEFINE_string(
 
 def make_config(dataset: str, entry: str):
   return cli.apply_overrides(toy.get_config(f'{entry},{dataset}'), _SET.value)
+
+
+def _refine_steps():
+  try:
+    steps = [int(k) for k in _REFINE.value]
+  except ValueError:
+    raise app.UsageError(f'--refine_steps={",".join(_REFINE.value)}: expected integers') from None
+  if any(k < 1 for k in steps):
+    raise app.UsageError(f'--refine_steps={",".join(_REFINE.value)}: each must be >= 1')
+  return steps
+
+
+def _refined(r):
+  """A record's refined scores as {steps: metrics} (also from the older flat fields)."""
+  if 'refined' in r:
+    return {x['steps']: x for x in r['refined']}
+  if 'refined_modes' in r:
+    old = {'modes': r['refined_modes'], 'high_quality': r['refined_high_quality'],
+           'reverse_kl': r['refined_reverse_kl']}
+    if 'refined_spread' in r:
+      old['spread'] = r['refined_spread']
+    return {r['refine_steps']: old}
+  return {}
 
 
 def _samples_path(dataset: str, entry: str, seed: int) -> str:
@@ -116,14 +139,13 @@ def run_one(dataset: str, entry: str, seed: int):
     _, method, state = train.restore(wd)
     z = train.eval_latents(method, seed, 2500)
     samples = train.generate(method, state, z)
-    if _REFINE.value and cfg.method == 'vgrow':
-      _, refining, _ = train.restore(wd, sample_flow_steps=_REFINE.value)
-      refined = np.asarray(train.generate(refining, state, z))
+    if cfg.method == 'vgrow' and _refine_steps():
       ds = data_lib.load(cfg.data)
-      m = metrics.mode_metrics(refined, ds.modes, ds.std)
-      rec.update(refine_steps=_REFINE.value, refined_modes=m['modes'],
-                 refined_high_quality=m['high_quality'], refined_reverse_kl=m['reverse_kl'],
-                 refined_spread=m['spread'])
+      rec['refined'] = []
+      for k in _refine_steps():
+        _, refining, _ = train.restore(wd, sample_flow_steps=k)
+        m = metrics.mode_metrics(np.asarray(train.generate(refining, state, z)), ds.modes, ds.std)
+        rec['refined'].append({'steps': k, **m})
   rec.update(loops=out['loop'], modes=out['eval_modes'], num_modes=out['eval_num_modes'],
              high_quality=out['eval_high_quality'], reverse_kl=out['eval_reverse_kl'],
              spread=out['eval_spread'], seconds=out['seconds'])
@@ -146,20 +168,22 @@ def _table(records):
       rs = [r for r in records if r['dataset'] == dataset and r['method'] == entry]
       if not rs:
         continue
-      ms = lambda k, s=1.0: (np.mean([r[k] for r in rs]) * s, np.std([r[k] for r in rs]) * s)
+      def ms(k, scale=1.0, recs=rs):
+        return np.mean([r[k] for r in recs]) * scale, np.std([r[k] for r in recs]) * scale
       m, hq, kl, sec = ms('modes'), ms('high_quality', 100), ms('reverse_kl'), ms('seconds')
       diverged = sum('diverged' in r for r in rs)
       label = entry + (f' ({diverged}/{len(rs)} diverged: scored 0 modes)' if diverged else '')
       lines.append(f'| {dataset} | {label} | {m[0]:.1f} ± {m[1]:.1f} / {rs[0]["num_modes"]} | '
                    f'{hq[0]:.1f} ± {hq[1]:.1f} | {kl[0]:.4f} ± {kl[1]:.4f} | '
                    f'{spread(rs, "spread")} | {sec[0]:.0f} ± {sec[1]:.0f} | {len(rs)} |')
-      if all('refined_modes' in r for r in rs):
-        rm, rhq = ms('refined_modes'), ms('refined_high_quality', 100)
-        lines.append(f'| {dataset} | {entry} + {rs[0]["refine_steps"]} flow steps at sampling | '
+      for k in sorted(set.intersection(*(set(_refined(r)) for r in rs))):
+        ref = [_refined(r)[k] for r in rs]
+        rm, rhq, rkl = (ms(key, scale, ref) for key, scale in
+                        (('modes', 1.0), ('high_quality', 100), ('reverse_kl', 1.0)))
+        lines.append(f'| {dataset} | {entry} + {k} flow steps at sampling | '
                      f'{rm[0]:.1f} ± {rm[1]:.1f} / {rs[0]["num_modes"]} | '
-                     f'{rhq[0]:.1f} ± {rhq[1]:.1f} | {ms("refined_reverse_kl")[0]:.4f} ± '
-                     f'{ms("refined_reverse_kl")[1]:.4f} | {spread(rs, "refined_spread")} | '
-                     f'(same runs) | {len(rs)} |')
+                     f'{rhq[0]:.1f} ± {rhq[1]:.1f} | {rkl[0]:.4f} ± {rkl[1]:.4f} | '
+                     f'{spread(ref, "spread")} | (same runs) | {len(rs)} |')
   return '\n'.join(lines)
 
 
@@ -203,6 +227,7 @@ def _selected(records):
 def main(argv):
   del argv
   cli.setup_logging()
+  _refine_steps()  # fail on a bad value before any training
   for entry in _METHODS.value:  # fail on a bad entry or override before any training
     for dataset in _DATASETS.value:
       config_lib.Config.from_dict(make_config(dataset, entry).to_dict())
