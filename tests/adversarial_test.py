@@ -267,11 +267,13 @@ def test_toy_configs_give_published_defaults_on_vgrows_toy_model():
   for name in METHODS:
     cfg = config_lib.Config.from_dict(toy.get_config(f'{name},grid').to_dict())
     assert cfg.method == name and cfg.data.name == 'grid'
-    # The same nets as VGrow's toy runs; spectral norm on D is VGrow's (and
-    # SNGAN's) choice, not part of the shared architecture.
+    # The same nets as VGrow's toy runs; spectral norm on D (and, on the ring,
+    # the D's input scale) is VGrow's (and SNGAN's) choice, not part of the
+    # shared architecture.
     assert cfg.model == dataclasses.replace(
         vg.model, d_spectral_norm=cfg.model.d_spectral_norm,
-        sn_power_iterations=cfg.model.sn_power_iterations)
+        sn_power_iterations=cfg.model.sn_power_iterations, d_input_scale=1.0)
+    assert vg.model.d_input_scale == 5.0
     assert vg.model.d_spectral_norm and not (name != 'sngan' and cfg.model.d_spectral_norm)
     published = method_lib.hparams_class(name)()
     assert cfg.hparams == dataclasses.replace(published, batch_size=256,
