@@ -27,13 +27,31 @@ from vgrow_jax import metrics
 from vgrow_jax import train
 
 
-def has_modes(workdir: str) -> bool:
-  """Whether the run's data is a known mixture (mode metrics) rather than images."""
+def _read_data_spec(workdir: str):
   path = os.path.join(workdir, train.DATA_SPEC_FILE)
   if not os.path.isfile(path):
-    return False  # not a workdir: train.restore says so
+    return None  # not a workdir: train.restore says so
   with open(path) as f:
-    return json.load(f).get('modes') is not None
+    return json.load(f)
+
+
+def _sampling(cfg) -> Dict[str, str]:
+  """The protocol entry naming refined sampling, when the run's method uses it."""
+  if cfg.method == 'vgrow' and cfg.vgrow.sample_flow_steps:
+    return {'sampling': f'G(z) + {cfg.vgrow.sample_flow_steps} flow steps along the final D '
+                        f'(η = {cfg.vgrow.step_size})'}
+  return {}
+
+
+def _append(workdir: str, record: Dict[str, Any]) -> None:
+  with open(os.path.join(workdir, train.METRICS_FILE), 'a') as f:
+    f.write(json.dumps(record) + '\n')
+
+
+def has_modes(workdir: str) -> bool:
+  """Whether the run's data is a known mixture (mode metrics) rather than images."""
+  spec = _read_data_spec(workdir)
+  return spec is not None and spec.get('modes') is not None
 
 
 def evaluate_mode_workdir(workdir: str, *, num_samples: int = 2500, step=None,
@@ -44,20 +62,16 @@ def evaluate_mode_workdir(workdir: str, *, num_samples: int = 2500, step=None,
   along the final D instead of the run's own setting; the protocol says so.
   """
   cfg, method, state = train.restore(workdir, step, sample_flow_steps=sample_flow_steps)
-  with open(os.path.join(workdir, train.DATA_SPEC_FILE)) as f:
-    spec = json.load(f)
+  spec = _read_data_spec(workdir)
   samples = train.generate(method, state, train.eval_latents(method, cfg.training.seed,
                                                              num_samples))
   m = metrics.mode_metrics(samples, np.asarray(spec['modes']), spec['std'])
   protocol = {'n_generated': num_samples, 'data': spec['name'],
-              'high_quality': f"within 3σ = {3 * spec['std']:g} of the nearest mean"}
-  if cfg.method == 'vgrow' and cfg.vgrow.sample_flow_steps:
-    protocol['sampling'] = (f'G(z) + {cfg.vgrow.sample_flow_steps} flow steps along the final D '
-                            f'(η = {cfg.vgrow.step_size})')
+              'high_quality': f"within 3σ = {3 * spec['std']:g} of the nearest mean",
+              **_sampling(cfg)}
   record = {'loop': int(state.step), **{f'eval_{k}': v for k, v in m.items()},
             'protocol': protocol}
-  with open(os.path.join(workdir, train.METRICS_FILE), 'a') as f:
-    f.write(json.dumps(record) + '\n')
+  _append(workdir, record)
   return record
 
 
@@ -117,10 +131,8 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
       'kid': f'{kid_subsets} subsets of {min(kid_subset_size, n)}, cubic polynomial kernel',
       'score': 'exp E KL(p(y|x) || p(y)), one split',
       'precision_recall': 'k-NN manifolds, k = 3',
+      **_sampling(cfg),
   }
-  if cfg.method == 'vgrow' and cfg.vgrow.sample_flow_steps:
-    protocol['sampling'] = (f'G(z) + {cfg.vgrow.sample_flow_steps} flow steps along the final D '
-                            f'(η = {cfg.vgrow.step_size})')
   record = {'loop': int(state.step), 'eval_fcd': m['fd'], 'eval_kid': m['kid'],
             'eval_kid_std': m['kid_std'], 'eval_classifier_score': m['score'],
             'eval_classifier_score_reference': m['score_reference'],
@@ -134,8 +146,7 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
                    'eval_kid_inception_std': mi['kid_std']})
     protocol['inception'] = ('Inception-v3 (FID variant, 2048 pool features) from '
                              f'{inception_weights}')
-  with open(os.path.join(workdir, train.METRICS_FILE), 'a') as f:
-    f.write(json.dumps(record) + '\n')
+  _append(workdir, record)
   return record
 
 
