@@ -7,6 +7,7 @@ r"""B2: mode coverage and sample quality on the toy suites (BENCHMARKS.md, MATH.
       --set=methods.gan.g_optimizer.learning_rate=1e-3   # a tuning-round setting
   python -m benchmarks.toy_quality --report=benchmarks/out/toy_quality.jsonl  # table + PNG only
   python -m benchmarks.toy_quality --methods=vgrow:kl --refine_steps=10  # + refined sampling
+  python -m benchmarks.toy_quality --methods=vgrow:kl --refine_steps=30,100:1  # + D re-fitted
 
 A method entry is ``METHOD[:VARIANT]`` as in ``experiments/configs/toy.py``
 (``vgrow:js``, ``gan:minimax``, ``fgan:reverse_kl``, ``sngan:non_saturating``);
@@ -71,9 +72,10 @@ _SET = flags.DEFINE_multi_string(
     'bare string), e.g. --set=methods.gan.d_optimizer.learning_rate=1e-3; repeatable. '
     'For a tuning round.')
 _REFINE = flags.DEFINE_list(
-    'refine_steps', [], 'VGrow entries: also score G(z) moved by each of these numbers of flow '
-    'steps along the final D (vgrow.sample_flow_steps), as the records\' "refined" list and '
-    'one extra table row each (e.g. 10,30).')
+    'refine_steps', [], 'VGrow entries: also score G(z) moved by K flow steps at sampling, for '
+    'each entry K (along the final D: vgrow.sample_flow_steps=K) or K:U (D re-fitted with U '
+    'logistic steps before each move: also vgrow.sample_d_steps=U), as the records\' '
+    '"refined" list and one extra table row each (e.g. 30,100:1).')
 _TAG = flags.DEFINE_string('tag', '', 'Label stored in each record (e.g. the tuning setting).')
 _REPORT = flags.DEFINE_string(
     'report', '', 'Train nothing: build the table and PNG from this toy_quality.jsonl (e.g. '
@@ -86,26 +88,41 @@ def make_config(dataset: str, entry: str):
 
 
 def _refine_steps():
-  try:
-    steps = [int(k) for k in _REFINE.value]
-  except ValueError:
-    raise app.UsageError(f'--refine_steps={",".join(_REFINE.value)}: expected integers') from None
-  if any(k < 1 for k in steps):
-    raise app.UsageError(f'--refine_steps={",".join(_REFINE.value)}: each must be >= 1')
-  return steps
+  """--refine_steps as [(K, U)]: K flow steps, U D steps before each (0: the final D)."""
+  out = []
+  for entry in _REFINE.value:
+    try:
+      k, u = (entry.split(':') + ['0'])[:2] if entry.count(':') <= 1 else (None, None)
+      k, u = int(k), int(u)
+    except (TypeError, ValueError):
+      raise app.UsageError(f'--refine_steps entry {entry!r}: expected K or K:U (integers)') from None
+    if k < 1 or u < 0:
+      raise app.UsageError(f'--refine_steps entry {entry!r}: K must be >= 1 and U >= 0')
+    out.append((k, u))
+  return out
 
 
 def _refined(r):
-  """A record's refined scores as {steps: metrics} (also from the older flat fields)."""
+  """A record's refined scores as {(K, U): metrics} (also from the older flat fields)."""
   if 'refined' in r:
-    return {x['steps']: x for x in r['refined']}
+    return {(x['steps'], x.get('d_steps', 0)): x for x in r['refined']}
   if 'refined_modes' in r:
     old = {'modes': r['refined_modes'], 'high_quality': r['refined_high_quality'],
            'reverse_kl': r['refined_reverse_kl']}
     if 'refined_spread' in r:
       old['spread'] = r['refined_spread']
-    return {r['refine_steps']: old}
+    return {(r['refine_steps'], 0): old}
   return {}
+
+
+def _refine_label(k, u):
+  if not u:
+    return f'{k} flow steps along the final D'
+  return f'{k} flow steps re-fitting D ({u} D step{"s" if u > 1 else ""} each)'
+
+
+def _refined_path(samples_path, k, u):
+  return samples_path.replace('.npy', f'_refined{k}x{u}.npy')
 
 
 def _samples_path(dataset: str, entry: str, seed: int) -> str:
@@ -142,10 +159,15 @@ def run_one(dataset: str, entry: str, seed: int):
     if cfg.method == 'vgrow' and _refine_steps():
       ds = data_lib.load(cfg.data)
       rec['refined'] = []
-      for k in _refine_steps():
-        _, refining, _ = train.restore(wd, sample_flow_steps=k)
-        m = metrics.mode_metrics(np.asarray(train.generate(refining, state, z)), ds.modes, ds.std)
-        rec['refined'].append({'steps': k, **m})
+      for k, u in _refine_steps():
+        t1 = time.time()
+        _, refining, _ = train.restore(wd, sample_flow_steps=k, sample_d_steps=u)
+        moved = np.asarray(train.generate(refining, state, z), np.float32)
+        m = metrics.mode_metrics(moved, ds.modes, ds.std)
+        path = _refined_path(_samples_path(dataset, entry, seed), k, u)
+        np.save(path, moved)
+        rec['refined'].append({'steps': k, 'd_steps': u, 'samples': path,
+                               'seconds': time.time() - t1, **m})
   rec.update(loops=out['loop'], modes=out['eval_modes'], num_modes=out['eval_num_modes'],
              high_quality=out['eval_high_quality'], reverse_kl=out['eval_reverse_kl'],
              spread=out['eval_spread'], seconds=out['seconds'])
@@ -162,6 +184,11 @@ def _table(records):
     if len(vals) < len(rs):  # records from before the column existed, or no HQ sample
       return '–'
     return f'{np.mean(vals):.2f} ± {np.std(vals):.2f}'
+
+  def refine_seconds(ref):
+    if not all('seconds' in x for x in ref):
+      return '(same runs)'
+    return f'+{np.mean([x["seconds"] for x in ref]):.0f}'
 
   for dataset in _DATASETS.value:
     for entry in _METHODS.value:
@@ -180,20 +207,32 @@ def _table(records):
         ref = [_refined(r)[k] for r in rs]
         rm, rhq, rkl = (ms(key, scale, ref) for key, scale in
                         (('modes', 1.0), ('high_quality', 100), ('reverse_kl', 1.0)))
-        lines.append(f'| {dataset} | {entry} + {k} flow steps at sampling | '
+        lines.append(f'| {dataset} | {entry} + {_refine_label(*k)} | '
                      f'{rm[0]:.1f} ± {rm[1]:.1f} / {rs[0]["num_modes"]} | '
                      f'{rhq[0]:.1f} ± {rhq[1]:.1f} | {rkl[0]:.4f} ± {rkl[1]:.4f} | '
-                     f'{spread(ref, "spread")} | (same runs) | {len(rs)} |')
+                     f'{spread(ref, "spread")} | {refine_seconds(ref)} | {len(rs)} |')
   return '\n'.join(lines)
 
 
 def _figure(records, path):
-  """One scatter panel per (dataset, method): the first seed that did not diverge."""
+  """One scatter panel per (dataset, method): the first seed that did not diverge.
+
+  Where runs scored refined sampling, a second row per dataset shows the
+  samples of the last --refine_steps entry.
+  """
   entries = [e for e in _METHODS.value if any(r['method'] == e for r in records)]
-  datasets = [d for d in _DATASETS.value if any(r['dataset'] == d for r in records)]
-  fig, axes = plt.subplots(len(datasets), len(entries),
-                           figsize=(3.2 * len(entries), 3.2 * len(datasets)), squeeze=False)
-  for i, dataset in enumerate(datasets):
+  rows = []  # (dataset, refine key or None)
+  for d in _DATASETS.value:
+    rs = [r for r in records if r['dataset'] == d]
+    if not rs:
+      continue
+    rows.append((d, None))
+    keys = [k for r in rs for k, x in _refined(r).items() if os.path.exists(x.get('samples', ''))]
+    if keys:
+      rows.append((d, keys[-1]))
+  fig, axes = plt.subplots(len(rows), len(entries),
+                           figsize=(3.2 * len(entries), 3.2 * len(rows)), squeeze=False)
+  for i, (dataset, key) in enumerate(rows):
     ds = data_lib.load(config_lib.DataConfig(name=dataset))
     real = np.asarray(ds.sample(ds.arrays, jax.random.PRNGKey(0), 2500))
     for j, entry in enumerate(entries):
@@ -202,14 +241,17 @@ def _figure(records, path):
       rs = sorted((r for r in records if r['dataset'] == dataset and r['method'] == entry
                    and 'diverged' not in r and os.path.exists(r.get('samples', ''))),
                   key=lambda r: r['seed'])
-      if rs:
-        r = rs[0]
-        s = np.load(r['samples'])
+      scored = [(r, _refined(r)[key] if key else r) for r in rs
+                if not key or key in _refined(r)]
+      if scored and os.path.exists(scored[0][1].get('samples', '')):
+        r, x = scored[0]
+        s = np.load(x['samples'])
         ax.scatter(s[:, 0], s[:, 1], s=1, c='tab:red', alpha=0.5)
-        ax.set_title(f'{entry} {dataset} s{r["seed"]}: {r["modes"]}/{r["num_modes"]}, '
-                     f'{100 * r["high_quality"]:.1f}%', fontsize=8)
+        how = f' +{key[0]}x{key[1]}' if key else ''
+        ax.set_title(f'{entry}{how} {dataset} s{r["seed"]}: {x["modes"]}/{r["num_modes"]}, '
+                     f'{100 * x["high_quality"]:.1f}%', fontsize=8)
       else:
-        ax.set_title(f'{entry} {dataset}: diverged', fontsize=8)
+        ax.set_title(f'{entry} {dataset}: no samples', fontsize=8)
       ax.set_aspect('equal')
       ax.set_xticks([])
       ax.set_yticks([])

@@ -289,6 +289,11 @@ class VGrowConfig:
       i.e. the particles the next outer loop would fit, instead of G(z)
       [0: plain G(z), as the papers report]. Costs K forward/backward passes
       of D per sample; training is unchanged.
+    sample_d_steps: U' > 0 re-fits D during those K steps: U' logistic D
+      steps (real batches vs the samples being moved) before each move, the
+      outer loop's particle phase with G frozen and the samples of one
+      ``generate`` call as the pool [0: along the final D, fixed]. Needs the
+      training data at sampling; the D it fits is thrown away.
   """
 
   divergence: str = 'kl'
@@ -305,6 +310,7 @@ class VGrowConfig:
   d_gradient_penalty: float = 0.0
   g_ema_decay: float = 0.0
   sample_flow_steps: int = 0
+  sample_d_steps: int = 0
 
   def __post_init__(self):
     _check_types(self, 'vgrow.')
@@ -315,7 +321,7 @@ class VGrowConfig:
       raise ConfigError(f'config field vgrow.divergence={self.divergence!r}: {e}') from None
     for f in ('batch_size', 'pool_batches'):
       _check(getattr(self, f) >= 1, f'vgrow.{f}', getattr(self, f), 'must be >= 1')
-    for f in ('particle_steps', 'd_steps', 'g_passes', 'sample_flow_steps'):
+    for f in ('particle_steps', 'd_steps', 'g_passes', 'sample_flow_steps', 'sample_d_steps'):
       _check(getattr(self, f) >= 0, f'vgrow.{f}', getattr(self, f), 'must be >= 0')
     _check(self.step_size > 0, 'vgrow.step_size', self.step_size, 'must be > 0')
     _check(self.clip is None or (len(self.clip) == 2 and self.clip[0] < self.clip[1]),

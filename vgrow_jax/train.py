@@ -314,13 +314,16 @@ def load_config(workdir: str) -> config_lib.Config:
 
 
 def restore(workdir: str, step: Optional[int] = None, *,
-            sample_flow_steps: Optional[int] = None):
+            sample_flow_steps: Optional[int] = None,
+            sample_d_steps: Optional[int] = None):
   """``(config, method, state)`` from a workdir's checkpoint, without the training data.
 
   With ``step`` None the newest readable checkpoint is used; corrupt ones
-  are skipped with a warning (and left in place). ``sample_flow_steps``
-  replaces ``vgrow.sample_flow_steps`` (VGrow's refined sampling; the state
-  does not depend on it) in the returned config and method.
+  are skipped with a warning (and left in place). ``sample_flow_steps`` and
+  ``sample_d_steps`` replace ``vgrow.sample_flow_steps`` and
+  ``vgrow.sample_d_steps`` (VGrow's refined sampling; the state does not
+  depend on them) in the returned config and method. Refined sampling that
+  re-fits D (both > 0) loads the training data from ``config.data``.
 
   Raises:
     FileNotFoundError: no config, data spec or checkpoint in ``workdir``.
@@ -328,17 +331,21 @@ def restore(workdir: str, step: Optional[int] = None, *,
     checkpoint.CheckpointError: the checkpoint cannot be read.
   """
   cfg = load_config(workdir)
-  if sample_flow_steps is not None:
-    cfg = dataclasses.replace(cfg, vgrow=dataclasses.replace(
-        cfg.vgrow, sample_flow_steps=sample_flow_steps))
+  overrides = {k: v for k, v in (('sample_flow_steps', sample_flow_steps),
+                                 ('sample_d_steps', sample_d_steps)) if v is not None}
+  if overrides:
+    cfg = dataclasses.replace(cfg, vgrow=dataclasses.replace(cfg.vgrow, **overrides))
   spec_path = os.path.join(workdir, DATA_SPEC_FILE)
   if not os.path.isfile(spec_path):
     raise FileNotFoundError(f'no {DATA_SPEC_FILE} in workdir {workdir!r}: is it a training '
                             'workdir?')
   with open(spec_path) as f:
     spec = json.load(f)
-  dataset = data_lib.spec(spec['shape'], spec['value_range'], name=spec['name'],
-                          modes=spec['modes'], std=spec['std'])
+  if cfg.method == 'vgrow' and cfg.vgrow.sample_flow_steps and cfg.vgrow.sample_d_steps:
+    dataset = data_lib.load(cfg.data)
+  else:
+    dataset = data_lib.spec(spec['shape'], spec['value_range'], name=spec['name'],
+                            modes=spec['modes'], std=spec['std'])
   method = method_lib.get(cfg.method)(cfg, dataset)
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, CHECKPOINT_DIR),
                                      max_to_keep=cfg.training.keep_checkpoints, create=False)

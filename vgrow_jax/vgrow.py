@@ -50,6 +50,10 @@ from vgrow_jax import sharding
 
 Array = jax.Array
 
+# Folded into the run's key for the D steps of refit sampling (outer loops
+# fold in their index, which never reaches it).
+_SAMPLE_FOLD = 2**31 - 1
+
 
 @flax.struct.dataclass
 class VGrowState:
@@ -143,13 +147,6 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
         d_params=d_params, d_state=d_state, d_opt_state=d_tx.init(d_params),
         g_ema_params=g_params if vc.g_ema_decay else None)
 
-  def refine(state: VGrowState, x: Array) -> Array:
-    if not vc.sample_flow_steps:
-      return x
-    logit_fn = lambda y: d_net.eval_apply(state.d_params, state.d_state, y)
-    return flow.flow(logit_fn, x, div, step_size=vc.step_size,
-                     num_steps=vc.sample_flow_steps, clip=clip)
-
   def particles(state: VGrowState, z: Array) -> Array:
     return g_net.eval_apply(state.g_params, state.g_state, z)
 
@@ -159,14 +156,16 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
 
   def d_update(data_arrays, carry, key):
     d_params, d_state, d_opt_state, x = carry
+    n = x.shape[0]  # the pool in training; the samples at refit sampling
+    b = min(batch, n)
     k_real, k_fake = jax.random.split(key)
-    real = sharding.shard_batch(dataset.sample(data_arrays, k_real, batch))  # [B, ...]
-    pick = jax.random.choice(k_fake, pool, (batch,), replace=False)
+    real = sharding.shard_batch(dataset.sample(data_arrays, k_real, b))  # [B, ...]
+    pick = jax.random.choice(k_fake, n, (b,), replace=False)
     fake = sharding.shard_batch(x[pick])  # [B, ...]
 
     def loss_fn(p):
       logits, new_state = d_net.train_apply(p, d_state, jnp.concatenate([real, fake]))
-      loss = discriminator_loss(logits[:batch], logits[batch:])
+      loss = discriminator_loss(logits[:b], logits[b:])
       if vc.d_gradient_penalty:
         # fold_in keeps the other draws as they are without the penalty.
         loss += vc.d_gradient_penalty * adversarial.interpolated_gradient_penalty(
@@ -176,21 +175,21 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
 
     (loss, (d_state, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
     d_params, d_opt_state = _apply_updates(d_tx, grads, d_opt_state, d_params)
-    metrics = {'d_loss': loss, 'logit_real': logits[:batch].mean(),
-               'logit_fake': logits[batch:].mean()}
+    metrics = {'d_loss': loss, 'logit_real': logits[:b].mean(),
+               'logit_fake': logits[b:].mean()}
     return (d_params, d_state, d_opt_state, x), metrics
 
-  def particle_step(data_arrays, carry, key):
+  def particle_step(data_arrays, carry, key, d_steps):
     carry, d_metrics = jax.lax.scan(
-        lambda c, k: d_update(data_arrays, c, k), carry, jax.random.split(key, vc.d_steps))
+        lambda c, k: d_update(data_arrays, c, k), carry, jax.random.split(key, d_steps))
     d_params, d_state, d_opt_state, x = carry
     logit_fn = lambda y: d_net.eval_apply(d_params, d_state, y)
     h, _ = flow.field_and_logit(logit_fn, x, div)  # [N, ...]
     # flow_step, written out to keep h for the metrics
     x = sharding.shard_batch(flow.clip_particles(x + vc.step_size * h, clip))
-    field_norm = jnp.mean(jnp.sqrt(jnp.sum(h.reshape(pool, -1) ** 2, axis=1)))
+    field_norm = jnp.mean(jnp.sqrt(jnp.sum(h.reshape(x.shape[0], -1) ** 2, axis=1)))
     metrics = {'field_norm': field_norm}
-    if vc.d_steps:
+    if d_steps:
       metrics.update(jax.tree.map(jnp.mean, d_metrics))
     return (d_params, d_state, d_opt_state, x), metrics
 
@@ -218,6 +217,26 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     return jax.lax.fori_loop(0, num_passes, one_pass,
                              (g_params, g_state, g_opt_state, jnp.float32(0.0)))
 
+  def refine(state: VGrowState, x: Array) -> Array:
+    """G(z) ``[N, ...]`` moved by K sample-time flow steps (``sample_flow_steps``)."""
+    num_steps = vc.sample_flow_steps
+    if not num_steps:
+      return x
+    if not vc.sample_d_steps:
+      logit_fn = lambda y: d_net.eval_apply(state.d_params, state.d_state, y)
+      return flow.flow(logit_fn, x, div, step_size=vc.step_size, num_steps=num_steps, clip=clip)
+    # The outer loop's particle phase with G frozen: D keeps being fitted to
+    # the moving samples against real data, so it stays a density-ratio
+    # estimate where the samples are instead of being extrapolated past them.
+    d_opt_state = optim.with_learning_rate(
+        state.d_opt_state, optim.learning_rate(cfg.d_optimizer, state.step))
+    # A fixed key per state: the same latents give the same samples.
+    key = jax.random.fold_in(state.key, _SAMPLE_FOLD)
+    (_, _, _, x), _ = jax.lax.scan(
+        lambda c, k: particle_step(dataset.arrays, c, k, vc.sample_d_steps),
+        (state.d_params, state.d_state, d_opt_state, x), jax.random.split(key, num_steps))
+    return x
+
   def step(state: VGrowState, data_arrays: Any) -> Tuple[VGrowState, Dict[str, Array]]:
     k_pool, k_move, k_fit = loop_keys(state.key, state.step)
     g_lr = optim.learning_rate(cfg.g_optimizer, state.step)
@@ -230,7 +249,7 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     z = sharding.shard_batch(jax.random.normal(k_pool, (pool, nz)))  # [N, nz]
     x0 = sharding.shard_batch(particles(state, z))  # [N, ...]
     (d_params, d_state, d_opt_state, x), move_metrics = jax.lax.scan(
-        lambda c, k: particle_step(data_arrays, c, k),
+        lambda c, k: particle_step(data_arrays, c, k, vc.d_steps),
         (state.d_params, state.d_state, d_opt_state, x0),
         jax.random.split(k_move, vc.particle_steps))
 
