@@ -37,9 +37,14 @@ def _read_data_spec(workdir: str):
 
 def _sampling(cfg) -> Dict[str, str]:
   """The protocol entry naming refined sampling, when the run's method uses it."""
-  if cfg.method == 'vgrow' and cfg.vgrow.sample_flow_steps:
-    return {'sampling': f'G(z) + {cfg.vgrow.sample_flow_steps} flow steps along the final D '
-                        f'(η = {cfg.vgrow.step_size})'}
+  vc = cfg.vgrow
+  if cfg.method == 'vgrow' and vc.sample_flow_steps and vc.sample_d_steps:
+    return {'sampling': f'G(z) + {vc.sample_flow_steps} flow steps (η = {vc.step_size}), D '
+                        f're-fitted on the training data with {vc.sample_d_steps} logistic '
+                        'step(s) before each'}
+  if cfg.method == 'vgrow' and vc.sample_flow_steps:
+    return {'sampling': f'G(z) + {vc.sample_flow_steps} flow steps along the final D '
+                        f'(η = {vc.step_size})'}
   return {}
 
 
@@ -55,13 +60,15 @@ def has_modes(workdir: str) -> bool:
 
 
 def evaluate_mode_workdir(workdir: str, *, num_samples: int = 2500, step=None,
-                          sample_flow_steps=None) -> Dict[str, Any]:
+                          sample_flow_steps=None, sample_d_steps=None) -> Dict[str, Any]:
   """Mode metrics of a workdir's checkpoint (also appended to its metrics.jsonl).
 
   ``sample_flow_steps`` (VGrow only) scores G(z) moved that many flow steps
-  along the final D instead of the run's own setting; the protocol says so.
+  along the final D, or with D re-fitted by ``sample_d_steps`` steps before
+  each move, instead of the run's own setting; the protocol says so.
   """
-  cfg, method, state = train.restore(workdir, step, sample_flow_steps=sample_flow_steps)
+  cfg, method, state = train.restore(workdir, step, sample_flow_steps=sample_flow_steps,
+                                     sample_d_steps=sample_d_steps)
   spec = _read_data_spec(workdir)
   samples = train.generate(method, state, train.eval_latents(method, cfg.training.seed,
                                                              num_samples))
@@ -103,13 +110,15 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
                      reference_split: str = '', kid_subsets: int = 100,
                      kid_subset_size: int = 500, step=None,
                      inception_weights: str = '',
-                     sample_flow_steps=None) -> Dict[str, Any]:
+                     sample_flow_steps=None, sample_d_steps=None) -> Dict[str, Any]:
   """The metrics record of a workdir (also appended to its metrics.jsonl).
 
   ``sample_flow_steps`` (VGrow only) scores G(z) moved that many flow steps
-  along the final D instead of the run's own setting; the protocol says so.
+  along the final D, or with D re-fitted by ``sample_d_steps`` steps before
+  each move, instead of the run's own setting; the protocol says so.
   """
-  cfg, method, state = train.restore(workdir, step, sample_flow_steps=sample_flow_steps)
+  cfg, method, state = train.restore(workdir, step, sample_flow_steps=sample_flow_steps,
+                                     sample_d_steps=sample_d_steps)
   data_cfg = cfg.data
   split = reference_split or ('test' if image_data.has_held_out_split(data_cfg)
                               else data_cfg.split)

@@ -21,6 +21,10 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the latents.')
 _FLOW = flags.DEFINE_integer('sample_flow_steps', None, 'VGrow: move G(z) this many flow '
                              'steps along the final D (default: the run\'s setting).',
                              lower_bound=0)
+_DSTEPS = flags.DEFINE_integer('sample_d_steps', None, 'VGrow, with sample_flow_steps: re-fit '
+                               'D on the training data with this many logistic steps before '
+                               'each flow step (default: the run\'s vgrow.sample_d_steps, '
+                               '0 = along the final D).', lower_bound=0)
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint (outer loop) to use; default latest.')
 
 
@@ -30,7 +34,8 @@ def main(argv):
   cli.setup_logging()
   try:
     _, method, state = train.restore(_WORKDIR.value, _STEP.value,
-                                    sample_flow_steps=_FLOW.value)
+                                    sample_flow_steps=_FLOW.value,
+                                    sample_d_steps=_DSTEPS.value)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'vgrow-sample: {e}')
   z = jax.random.normal(jax.random.PRNGKey(_SEED.value), (_NUM.value, method.latent_dim))
