@@ -3,7 +3,7 @@ r"""B3: image quality on the offline MNIST digits, every method at one wall-cloc
   python -m benchmarks.image_quality --max_seconds=600                 # every method
   python -m benchmarks.image_quality --methods=vgrow:kl,gan --max_seconds=60 --arch=mlp
   python -m benchmarks.image_quality --report=benchmarks/out_b3/image_quality.jsonl
-  python -m benchmarks.image_quality --rescore --refine_steps=5   # VGrow + refined sampling
+  python -m benchmarks.image_quality --rescore --refine_steps=5,20:1   # VGrow + refined sampling
   python -m benchmarks.image_quality --methods=vgrow:kl --max_seconds=120 --tag=ema \
       --set=vgrow.g_ema_decay=0.999                              # a tuning-round setting
 
@@ -50,9 +50,11 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Training seed.')
 _CLASSIFIER = flags.DEFINE_string('classifier', '', 'Classifier .npz (vgrow-classifier); '
                                   'default: trained once into --out_dir.')
 _OUT = flags.DEFINE_string('out_dir', 'benchmarks/out_b3', 'Workdirs, records, table, figure.')
-_REFINE = flags.DEFINE_integer(
-    'refine_steps', 0, 'VGrow entries: also score G(z) moved this many flow steps along the '
-    'final D (vgrow.sample_flow_steps), as an extra row METHOD+flowK (0 = no).', lower_bound=0)
+_REFINE = flags.DEFINE_list(
+    'refine_steps', [], 'VGrow entries: also score G(z) moved K flow steps at sampling, for each '
+    'entry K (along the final D, vgrow.sample_flow_steps: an extra row METHOD+flowK) or K:U (D '
+    're-fitted on the training digits with U logistic steps before each move, also '
+    'vgrow.sample_d_steps: a row METHOD+refitKxU).')
 _RESCORE = flags.DEFINE_boolean(
     'rescore', False, 'Train nothing: score the finished VGrow runs of --methods in --out_dir '
     'again with --refine_steps and append those rows to image_quality.jsonl.')
@@ -102,19 +104,33 @@ def run_one(entry: str, classifier: str):
              'max_seconds': _MAX_SECONDS.value, 'workdir': wd, 'diverged': str(e)[:300],
              'seconds': time.time() - t0}]
   seconds = time.time() - t0
-  flows = [0] + ([_REFINE.value] if _REFINE.value and cfg.method == 'vgrow' else [])
-  return [score(entry, wd, out['loop'], seconds, classifier, k) for k in flows]
+  flows = [(0, 0)] + (_refine_steps() if cfg.method == 'vgrow' else [])
+  return [score(entry, wd, out['loop'], seconds, classifier, *k) for k in flows]
 
 
-def score(entry: str, wd: str, loops: int, seconds: float, classifier: str, flow_steps: int):
-  """The record of a trained workdir, sampled with ``flow_steps`` refinement steps (VGrow)."""
-  r = eval_lib.evaluate_workdir(wd, classifier_path=classifier, sample_flow_steps=flow_steps)
-  _, method, state = train.restore(wd, sample_flow_steps=flow_steps)
+def _refine_steps():
+  return cli.parse_refine_steps('refine_steps', _REFINE.value)
+
+
+def _suffix(flow_steps: int, d_steps: int) -> str:
+  if not flow_steps:
+    return ''
+  return f'+refit{flow_steps}x{d_steps}' if d_steps else f'+flow{flow_steps}'
+
+
+def score(entry: str, wd: str, loops: int, seconds: float, classifier: str, flow_steps: int,
+          d_steps: int = 0):
+  """The record of a trained workdir, sampled with ``flow_steps`` refinement steps (VGrow),
+  D re-fitted with ``d_steps`` steps before each (0: along the final D)."""
+  r = eval_lib.evaluate_workdir(wd, classifier_path=classifier, sample_flow_steps=flow_steps,
+                                sample_d_steps=d_steps)
+  _, method, state = train.restore(wd, sample_flow_steps=flow_steps, sample_d_steps=d_steps)
   grid = np.asarray(train.generate(method, state, train.eval_latents(method, 1234, 64)))
-  grid_path = os.path.join(wd, f'grid64_flow{flow_steps}.npy')
+  grid_path = os.path.join(wd, f'grid64_flow{flow_steps}' + (f'x{d_steps}' if d_steps else '')
+                           + '.npy')
   np.save(grid_path, grid.astype(np.float32))
   return {
-      'method': _label(entry) + (f'+flow{flow_steps}' if flow_steps else ''),
+      'method': _label(entry) + _suffix(flow_steps, d_steps),
       'tag': _TAG.value, 'set': list(_SET.value), 'arch': _ARCH.value,
       'seed': _SEED.value, 'max_seconds': _MAX_SECONDS.value, 'loops': loops,
       'seconds': seconds, 'workdir': wd, 'grid': grid_path, 'fcd': r['eval_fcd'],
@@ -164,12 +180,13 @@ def _figure(records, path: str) -> None:
 def main(argv):
   del argv
   cli.setup_logging()
+  _refine_steps()  # fail on a bad value before any training
   for entry in _METHODS.value:  # fail on a bad entry or override before any training
     config_lib.Config.from_dict(cli.apply_overrides(
         mnist.get_config(f'{entry},{_ARCH.value}'), _SET.value).to_dict())
   if _RESCORE.value:
-    if not _REFINE.value:
-      raise app.UsageError('--rescore needs --refine_steps > 0')
+    if not _refine_steps():
+      raise app.UsageError('--rescore needs --refine_steps')
     path = os.path.join(_OUT.value, 'image_quality.jsonl')
     with open(path) as f:
       done = [json.loads(line) for line in f if line.strip()]
@@ -177,11 +194,12 @@ def main(argv):
       base = [r for r in done if r['method'] == _label(entry) and r['workdir'] == _workdir(entry)]
       if not base or not entry.startswith('vgrow'):
         continue
-      rec = score(entry, base[-1]['workdir'], base[-1]['loops'], base[-1]['seconds'],
-                  _classifier_path(), _REFINE.value)
-      print(json.dumps(rec), flush=True)
-      with open(path, 'a') as f:
-        f.write(json.dumps(rec) + '\n')
+      for k, u in _refine_steps():
+        rec = score(entry, base[-1]['workdir'], base[-1]['loops'], base[-1]['seconds'],
+                    _classifier_path(), k, u)
+        print(json.dumps(rec), flush=True)
+        with open(path, 'a') as f:
+          f.write(json.dumps(rec) + '\n')
     return
   if _REPORT.value:
     with open(_REPORT.value) as f:

@@ -89,17 +89,7 @@ def make_config(dataset: str, entry: str):
 
 def _refine_steps():
   """--refine_steps as [(K, U)]: K flow steps, U D steps before each (0: the final D)."""
-  out = []
-  for entry in _REFINE.value:
-    try:
-      k, u = (entry.split(':') + ['0'])[:2] if entry.count(':') <= 1 else (None, None)
-      k, u = int(k), int(u)
-    except (TypeError, ValueError):
-      raise app.UsageError(f'--refine_steps entry {entry!r}: expected K or K:U (integers)') from None
-    if k < 1 or u < 0:
-      raise app.UsageError(f'--refine_steps entry {entry!r}: K must be >= 1 and U >= 0')
-    out.append((k, u))
-  return out
+  return cli.parse_refine_steps('refine_steps', _REFINE.value)
 
 
 def _refined(r):

@@ -99,3 +99,27 @@ def apply_overrides(c, items):
     except TypeError as e:
       raise app.UsageError(f'--set={item!r}: {e}') from None
   return c
+
+
+def parse_refine_steps(flag: str, entries: Sequence[str]):
+  """Refined-sampling entries 'K' or 'K:U' -> [(K, U)] (U = 0: along the final D).
+
+  K flow steps at sampling (``vgrow.sample_flow_steps``); U > 0 re-fits D with
+  U logistic steps before each (``vgrow.sample_d_steps``).
+
+  Raises:
+    app.UsageError: an entry is not K or K:U with K >= 1 and U >= 0.
+  """
+  out = []
+  for entry in entries:
+    parts = str(entry).split(':')
+    try:
+      if len(parts) > 2:
+        raise ValueError
+      k, u = int(parts[0]), int(parts[1]) if len(parts) == 2 else 0
+    except ValueError:
+      raise app.UsageError(f'--{flag} entry {entry!r}: expected K or K:U (integers)') from None
+    if k < 1 or u < 0:
+      raise app.UsageError(f'--{flag} entry {entry!r}: K must be >= 1 and U >= 0')
+    out.append((k, u))
+  return out
