@@ -35,6 +35,7 @@ and a ``--methods`` subset each, same ``--out_dir``); ``--report`` then builds t
 and PNG from the merged records.
 """
 
+import contextlib
 import json
 import os
 import tempfile
@@ -76,6 +77,10 @@ _REFINE = flags.DEFINE_list(
     'each entry K (along the final D: vgrow.sample_flow_steps=K) or K:U (D re-fitted with U '
     'logistic steps before each move: also vgrow.sample_d_steps=U), as the records\' '
     '"refined" list and one extra table row each (e.g. 30,100:1).')
+_KEEP = flags.DEFINE_boolean(
+    'keep_workdirs', False, 'Keep each run\'s workdir (checkpoint, config, metrics) under '
+    '--out_dir/workdirs/ instead of a temporary directory, e.g. to try other refined '
+    'sampling later with vgrow-eval.')
 _TAG = flags.DEFINE_string('tag', '', 'Label stored in each record (e.g. the tuning setting).')
 _REPORT = flags.DEFINE_string(
     'report', '', 'Train nothing: build the table and PNG from this toy_quality.jsonl (e.g. '
@@ -121,6 +126,19 @@ def _samples_path(dataset: str, entry: str, seed: int) -> str:
   return os.path.join(_OUT.value, 'samples', name)
 
 
+@contextlib.contextmanager
+def _workdir(dataset: str, entry: str, seed: int):
+  if not _KEEP.value:
+    with tempfile.TemporaryDirectory() as wd:
+      yield wd
+    return
+  name = os.path.basename(_samples_path(dataset, entry, seed))[:-len('.npy')]
+  wd = os.path.join(_OUT.value, 'workdirs', name)
+  if os.path.exists(wd):
+    raise app.UsageError(f'{wd} exists: remove it or pick another --tag or --out_dir')
+  yield wd
+
+
 def run_one(dataset: str, entry: str, seed: int):
   c = make_config(dataset, entry)
   c.training.seed = seed
@@ -133,7 +151,7 @@ def run_one(dataset: str, entry: str, seed: int):
   rec = {'dataset': dataset, 'method': entry, 'seed': seed, 'max_seconds': _MAX_SECONDS.value,
          'tag': _TAG.value, 'set': list(_SET.value)}
   t0 = time.time()
-  with tempfile.TemporaryDirectory() as wd:
+  with _workdir(dataset, entry, seed) as wd:
     try:
       out = train.train_and_evaluate(cfg, wd)
     except FloatingPointError as e:
