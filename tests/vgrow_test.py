@@ -156,6 +156,17 @@ def test_sample_flow_steps_moves_g_samples_along_the_final_d_and_leaves_training
     config_lib.VGrowConfig(sample_flow_steps=-1)
 
 
+def _one_ring_loop():
+  """(config, ring, method, state) after one outer loop whose D took 40 steps."""
+  cfg = dataclasses.replace(
+      tiny_config(batch_size=64, particle_steps=5, d_steps=40, step_size=0.02),
+      d_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=3e-3, b1=0.5))
+  ds = data_lib.ring()
+  m = vgrow.make(cfg, ds)
+  state, _ = jax.jit(m.step)(m.init(jax.random.PRNGKey(1)), ds.arrays)
+  return cfg, ds, m, state
+
+
 def _with_sampling(cfg, **fields):
   return dataclasses.replace(cfg, vgrow=dataclasses.replace(cfg.vgrow, **fields))
 
@@ -164,12 +175,7 @@ def test_refit_sampling_with_a_frozen_d_is_the_flow_along_the_final_d():
   # With D's learning rate 1e-30 (updates far below a float32 ulp of the
   # weights) and no spectral-norm state to update, the re-fit steps leave D
   # as it is, so re-fit sampling must reduce to the fixed-D flow.
-  cfg = dataclasses.replace(
-      tiny_config(batch_size=64, particle_steps=5, d_steps=40, step_size=0.02),
-      d_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=3e-3, b1=0.5))
-  ds = data_lib.ring()
-  m = vgrow.make(cfg, ds)
-  state, _ = jax.jit(m.step)(m.init(jax.random.PRNGKey(1)), ds.arrays)
+  cfg, ds, m, state = _one_ring_loop()
   frozen = dataclasses.replace(
       _with_sampling(cfg, sample_flow_steps=20, sample_d_steps=2),
       d_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=1e-30, b1=0.5))
@@ -186,12 +192,7 @@ def test_refit_sampling_brings_samples_to_the_ring_where_the_fixed_d_flings_them
   # Far past them its logit keeps rising, so 300 steps along it carry the
   # samples away from the unit circle; re-fitting D to the moving samples
   # (the particle phase with G frozen) brings them onto it.
-  cfg = dataclasses.replace(
-      tiny_config(batch_size=64, particle_steps=5, d_steps=40, step_size=0.02),
-      d_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=3e-3, b1=0.5))
-  ds = data_lib.ring()
-  m = vgrow.make(cfg, ds)
-  state, _ = jax.jit(m.step)(m.init(jax.random.PRNGKey(1)), ds.arrays)
+  cfg, ds, m, state = _one_ring_loop()
   z = jax.random.normal(jax.random.PRNGKey(2), (256, 4))
   off_ring = lambda y: np.abs(np.linalg.norm(np.asarray(y), axis=1) - 1).mean()
   g = off_ring(m.generate(state, z))
