@@ -81,6 +81,10 @@ _KEEP = flags.DEFINE_boolean(
     'keep_workdirs', False, 'Keep each run\'s workdir (checkpoint, config, metrics) under '
     '--out_dir/workdirs/ instead of a temporary directory, e.g. to try other refined '
     'sampling later with vgrow-eval.')
+_RESCORE = flags.DEFINE_boolean(
+    'rescore', False, 'Train nothing: score --refine_steps on the kept workdirs '
+    '(--keep_workdirs) of the runs in --out_dir/toy_quality.jsonl that match the flags, and '
+    'append their records with those refined scores (the table keeps the last record of a run).')
 _TAG = flags.DEFINE_string('tag', '', 'Label stored in each record (e.g. the tuning setting).')
 _REPORT = flags.DEFINE_string(
     'report', '', 'Train nothing: build the table and PNG from this toy_quality.jsonl (e.g. '
@@ -126,14 +130,18 @@ def _samples_path(dataset: str, entry: str, seed: int) -> str:
   return os.path.join(_OUT.value, 'samples', name)
 
 
+def _kept_workdir(dataset: str, entry: str, seed: int) -> str:
+  name = os.path.basename(_samples_path(dataset, entry, seed))[:-len('.npy')]
+  return os.path.join(_OUT.value, 'workdirs', name)
+
+
 @contextlib.contextmanager
 def _workdir(dataset: str, entry: str, seed: int):
   if not _KEEP.value:
     with tempfile.TemporaryDirectory() as wd:
       yield wd
     return
-  name = os.path.basename(_samples_path(dataset, entry, seed))[:-len('.npy')]
-  wd = os.path.join(_OUT.value, 'workdirs', name)
+  wd = _kept_workdir(dataset, entry, seed)
   if os.path.exists(wd):
     raise app.UsageError(f'{wd} exists: remove it or pick another --tag or --out_dir')
   yield wd
@@ -162,24 +170,47 @@ def run_one(dataset: str, entry: str, seed: int):
                  reverse_kl=float('inf'), seconds=time.time() - t0)
       return rec, np.zeros((0, 2))
     _, method, state = train.restore(wd)
-    z = train.eval_latents(method, seed, 2500)
-    samples = train.generate(method, state, z)
+    samples = train.generate(method, state, train.eval_latents(method, seed, 2500))
     if cfg.method == 'vgrow' and _refine_steps():
-      ds = data_lib.load(cfg.data)
-      rec['refined'] = []
-      for k, u in _refine_steps():
-        t1 = time.time()
-        _, refining, _ = train.restore(wd, sample_flow_steps=k, sample_d_steps=u)
-        moved = np.asarray(train.generate(refining, state, z), np.float32)
-        m = metrics.mode_metrics(moved, ds.modes, ds.std)
-        path = _refined_path(_samples_path(dataset, entry, seed), k, u)
-        np.save(path, moved)
-        rec['refined'].append({'steps': k, 'd_steps': u, 'samples': path,
-                               'seconds': time.time() - t1, **m})
+      rec['refined'] = refine_scores(wd, dataset, entry, seed)
   rec.update(loops=out['loop'], modes=out['eval_modes'], num_modes=out['eval_num_modes'],
              high_quality=out['eval_high_quality'], reverse_kl=out['eval_reverse_kl'],
              spread=out['eval_spread'], seconds=out['seconds'])
   return rec, samples
+
+
+def refine_scores(wd: str, dataset: str, entry: str, seed: int):
+  """Mode metrics of the run in ``wd`` under each --refine_steps entry (samples saved)."""
+  cfg, method, state = train.restore(wd)
+  ds = data_lib.load(cfg.data)
+  z = train.eval_latents(method, seed, 2500)
+  out = []
+  for k, u in _refine_steps():
+    t1 = time.time()
+    _, refining, _ = train.restore(wd, sample_flow_steps=k, sample_d_steps=u)
+    moved = np.asarray(train.generate(refining, state, z), np.float32)
+    m = metrics.mode_metrics(moved, ds.modes, ds.std)
+    path = _refined_path(_samples_path(dataset, entry, seed), k, u)
+    np.save(path, moved)
+    out.append({'steps': k, 'd_steps': u, 'samples': path, 'seconds': time.time() - t1, **m})
+  return out
+
+
+def rescore(records):
+  """Records of kept runs with their refined scores replaced by --refine_steps'."""
+  out = []
+  for r in records:
+    wd = _kept_workdir(r['dataset'], r['method'], r['seed'])
+    if not os.path.isdir(wd):
+      raise app.UsageError(f'no kept workdir {wd} for {r["dataset"]} {r["method"]} seed '
+                           f'{r["seed"]}: train it with --keep_workdirs')
+    new = {(x['steps'], x['d_steps']): x
+           for x in refine_scores(wd, r['dataset'], r['method'], r['seed'])}
+    old = {k: v for k, v in _refined(r).items() if k not in new}
+    out.append({**r, 'refined': [{'steps': k[0], 'd_steps': k[1], **{
+        f: v for f, v in x.items() if f not in ('steps', 'd_steps')}}
+        for k, x in list(old.items()) + list(new.items())], 'rescored': True})
+  return out
 
 
 def _table(records):
@@ -268,10 +299,15 @@ def _figure(records, path):
 
 
 def _selected(records):
+  """The records matching the flags, the last one of each run (after a --rescore)."""
   seeds = set(map(int, _SEEDS.value))
-  return [r for r in records if r['dataset'] in _DATASETS.value and r['method'] in _METHODS.value
-          and r['seed'] in seeds and r['max_seconds'] == _MAX_SECONDS.value
-          and r.get('tag', '') == _TAG.value]
+  last = {}
+  for r in records:
+    if (r['dataset'] in _DATASETS.value and r['method'] in _METHODS.value
+        and r['seed'] in seeds and r['max_seconds'] == _MAX_SECONDS.value
+        and r.get('tag', '') == _TAG.value):
+      last[(r['dataset'], r['method'], r['seed'])] = r
+  return list(last.values())
 
 
 def main(argv):
@@ -281,7 +317,20 @@ def main(argv):
   for entry in _METHODS.value:  # fail on a bad entry or override before any training
     for dataset in _DATASETS.value:
       config_lib.Config.from_dict(make_config(dataset, entry).to_dict())
-  if _REPORT.value:
+  if _RESCORE.value:
+    if not _refine_steps():
+      raise app.UsageError('--rescore needs --refine_steps')
+    path = os.path.join(_OUT.value, 'toy_quality.jsonl')
+    with open(path) as f:
+      records = _selected([json.loads(line) for line in f if line.strip()])
+    if not records:
+      raise app.UsageError(f'no records in {path} match the flags')
+    records = rescore(records)
+    with open(path, 'a') as f:
+      for r in records:
+        f.write(json.dumps(r) + '\n')
+    out_dir = _OUT.value
+  elif _REPORT.value:
     with open(_REPORT.value) as f:
       records = _selected([json.loads(line) for line in f if line.strip()])
     if not records:

@@ -294,6 +294,10 @@ class VGrowConfig:
       outer loop's particle phase with G frozen and the samples of one
       ``generate`` call as the pool [0: along the final D, fixed]. Needs the
       training data at sampling; the D it fits is thrown away.
+    sample_d_batch_size: real and sample batch of those D steps [0: all the
+      samples of the ``generate`` call, i.e. full-batch logistic regression
+      on them: with 256 of 2,500 the D's noise moved grid samples off their
+      modes in some runs (benchmarks/RESULTS.md, B2)].
   """
 
   divergence: str = 'kl'
@@ -311,6 +315,7 @@ class VGrowConfig:
   g_ema_decay: float = 0.0
   sample_flow_steps: int = 0
   sample_d_steps: int = 0
+  sample_d_batch_size: int = 0
 
   def __post_init__(self):
     _check_types(self, 'vgrow.')
@@ -321,7 +326,8 @@ class VGrowConfig:
       raise ConfigError(f'config field vgrow.divergence={self.divergence!r}: {e}') from None
     for f in ('batch_size', 'pool_batches'):
       _check(getattr(self, f) >= 1, f'vgrow.{f}', getattr(self, f), 'must be >= 1')
-    for f in ('particle_steps', 'd_steps', 'g_passes', 'sample_flow_steps', 'sample_d_steps'):
+    for f in ('particle_steps', 'd_steps', 'g_passes', 'sample_flow_steps', 'sample_d_steps',
+              'sample_d_batch_size'):
       _check(getattr(self, f) >= 0, f'vgrow.{f}', getattr(self, f), 'must be >= 0')
     _check(self.step_size > 0, 'vgrow.step_size', self.step_size, 'must be > 0')
     _check(self.clip is None or (len(self.clip) == 2 and self.clip[0] < self.clip[1]),

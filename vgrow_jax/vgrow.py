@@ -154,10 +154,9 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     g_params = state.g_ema_params if vc.g_ema_decay else state.g_params
     return refine(state, g_net.eval_apply(g_params, state.g_state, z))
 
-  def d_update(data_arrays, carry, key):
+  def d_update(data_arrays, carry, key, b):
     d_params, d_state, d_opt_state, x = carry
     n = x.shape[0]  # the pool in training; the samples at refit sampling
-    b = min(batch, n)
     k_real, k_fake = jax.random.split(key)
     real = sharding.shard_batch(dataset.sample(data_arrays, k_real, b))  # [B, ...]
     pick = jax.random.choice(k_fake, n, (b,), replace=False)
@@ -179,9 +178,9 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
                'logit_fake': logits[b:].mean()}
     return (d_params, d_state, d_opt_state, x), metrics
 
-  def particle_step(data_arrays, carry, key, d_steps):
+  def particle_step(data_arrays, carry, key, d_steps, d_batch):
     carry, d_metrics = jax.lax.scan(
-        lambda c, k: d_update(data_arrays, c, k), carry, jax.random.split(key, d_steps))
+        lambda c, k: d_update(data_arrays, c, k, d_batch), carry, jax.random.split(key, d_steps))
     d_params, d_state, d_opt_state, x = carry
     logit_fn = lambda y: d_net.eval_apply(d_params, d_state, y)
     h, _ = flow.field_and_logit(logit_fn, x, div)  # [N, ...]
@@ -232,8 +231,10 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
         state.d_opt_state, optim.learning_rate(cfg.d_optimizer, state.step))
     # A fixed key per state: the same latents give the same samples.
     key = jax.random.fold_in(state.key, _SAMPLE_FOLD)
+    n = x.shape[0]
+    d_batch = min(vc.sample_d_batch_size, n) if vc.sample_d_batch_size else n
     (_, _, _, x), _ = jax.lax.scan(
-        lambda c, k: particle_step(dataset.arrays, c, k, vc.sample_d_steps),
+        lambda c, k: particle_step(dataset.arrays, c, k, vc.sample_d_steps, d_batch),
         (state.d_params, state.d_state, d_opt_state, x), jax.random.split(key, num_steps))
     return x
 
@@ -249,7 +250,7 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     z = sharding.shard_batch(jax.random.normal(k_pool, (pool, nz)))  # [N, nz]
     x0 = sharding.shard_batch(particles(state, z))  # [N, ...]
     (d_params, d_state, d_opt_state, x), move_metrics = jax.lax.scan(
-        lambda c, k: particle_step(data_arrays, c, k, vc.d_steps),
+        lambda c, k: particle_step(data_arrays, c, k, vc.d_steps, batch),
         (state.d_params, state.d_state, d_opt_state, x0),
         jax.random.split(k_move, vc.particle_steps))
 
