@@ -84,7 +84,8 @@ _KEEP = flags.DEFINE_boolean(
 _RESCORE = flags.DEFINE_boolean(
     'rescore', False, 'Train nothing: score --refine_steps on the kept workdirs '
     '(--keep_workdirs) of the runs in --out_dir/toy_quality.jsonl that match the flags, and '
-    'append their records with those refined scores (the table keeps the last record of a run).')
+    'append their records with those refined scores in place of the old ones (the table '
+    'keeps the last record of a run).')
 _TAG = flags.DEFINE_string('tag', '', 'Label stored in each record (e.g. the tuning setting).')
 _REPORT = flags.DEFINE_string(
     'report', '', 'Train nothing: build the table and PNG from this toy_quality.jsonl (e.g. '
@@ -204,12 +205,8 @@ def rescore(records):
     if not os.path.isdir(wd):
       raise app.UsageError(f'no kept workdir {wd} for {r["dataset"]} {r["method"]} seed '
                            f'{r["seed"]}: train it with --keep_workdirs')
-    new = {(x['steps'], x['d_steps']): x
-           for x in refine_scores(wd, r['dataset'], r['method'], r['seed'])}
-    old = {k: v for k, v in _refined(r).items() if k not in new}
-    out.append({**r, 'refined': [{'steps': k[0], 'd_steps': k[1], **{
-        f: v for f, v in x.items() if f not in ('steps', 'd_steps')}}
-        for k, x in list(old.items()) + list(new.items())], 'rescored': True})
+    out.append({**r, 'refined': refine_scores(wd, r['dataset'], r['method'], r['seed']),
+                'rescored': True})
   return out
 
 

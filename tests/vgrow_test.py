@@ -183,8 +183,14 @@ def test_refit_sampling_with_a_frozen_d_is_the_flow_along_the_final_d():
   fixed = vgrow.make(_with_sampling(cfg, sample_flow_steps=20), ds).generate(state, z)
   np.testing.assert_allclose(vgrow.make(frozen, ds).generate(state, z), fixed,
                              rtol=1e-5, atol=1e-6)
-  with pytest.raises(config_lib.ConfigError, match=r'vgrow.sample_d_steps=-1: must be >= 0'):
-    config_lib.VGrowConfig(sample_d_steps=-1)
+  # Minibatch D steps (64 of the 100 samples) take the same path.
+  frozen_mb = dataclasses.replace(frozen, vgrow=dataclasses.replace(frozen.vgrow,
+                                                                    sample_d_batch_size=64))
+  np.testing.assert_allclose(vgrow.make(frozen_mb, ds).generate(state, z), fixed,
+                             rtol=1e-5, atol=1e-6)
+  for field in ('sample_d_steps', 'sample_d_batch_size'):
+    with pytest.raises(config_lib.ConfigError, match=f'vgrow.{field}=-1: must be >= 0'):
+      config_lib.VGrowConfig(**{field: -1})
 
 
 def test_refit_sampling_brings_samples_to_the_ring_where_the_fixed_d_flings_them_off():

@@ -20,10 +20,13 @@ thousands of steps in a few CPU-minutes. 'dcgan' (width 32) and 'resnet_sn'
 official code.
 
 VGrow: the official MNIST settings (``official.py``: pool 20 × 64, T = 20,
-η = 0.5, RMSprop 1e-4) scaled to the CPU: pool 4 × 64, T = 5, U = 1, L = 1,
-η = 0.5 with clipping to [-1, 1], RMSprop 2e-4, no decay; no spectral norm on
-the MLP D (it hurt here, see below; ``--config.model.d_spectral_norm=True``
-turns it on). Every other method
+η = 0.5, RMSprop 1e-4) scaled to the CPU: pool 4 × 64, T = 5, U = 1, L = 3,
+η = 0.5 with clipping to [-1, 1], RMSprop 2e-4, no decay, samples from an EMA
+of G (β = 0.99); no spectral norm on the MLP D (it hurt here, see below;
+``--config.model.d_spectral_norm=True`` turns it on). L = 3 and the EMA come
+from a 150-s tuning round (benchmarks/RESULTS.md, B3 session 5): with L = 1 G
+never caught up with its moved particles (fit loss ≈ the particle shift). The
+best divergence there was Jeffreys (``mnist.py:vgrow:jeffreys``). Every other method
 gets its published defaults (its ``HParams``), with
 ``g_steps_per_loop``/``steps_per_loop`` = 20 so that one compiled dispatch
 runs 20 generator iterations, the VAE's Bernoulli decoder (its MNIST
@@ -71,7 +74,8 @@ def get_config(arg: str = ''):
   # VGrow scaled to a 2-core CPU (the official values are in official.py).
   c.vgrow.pool_batches = 4
   c.vgrow.particle_steps = 5
-  c.vgrow.g_passes = 1
+  c.vgrow.g_passes = 3
+  c.vgrow.g_ema_decay = 0.99
   c.vgrow.g_passes_schedule = ()
   for opt in (c.g_optimizer, c.d_optimizer):
     opt.learning_rate = 2e-4
