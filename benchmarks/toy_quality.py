@@ -98,31 +98,33 @@ def make_config(dataset: str, entry: str):
 
 
 def _refine_steps():
-  """--refine_steps as [(K, U)]: K flow steps, U D steps before each (0: the final D)."""
+  """--refine_steps as [(K, U, S)]: K flow steps, U D steps before each (0: the final D), η·S."""
   return cli.parse_refine_steps('refine_steps', _REFINE.value)
 
 
 def _refined(r):
-  """A record's refined scores as {(K, U): metrics} (also from the older flat fields)."""
+  """A record's refined scores as {(K, U, S): metrics} (also from the older flat fields)."""
   if 'refined' in r:
-    return {(x['steps'], x.get('d_steps', 0)): x for x in r['refined']}
+    return {(x['steps'], x.get('d_steps', 0), x.get('step_scale', 1.0)): x for x in r['refined']}
   if 'refined_modes' in r:
     old = {'modes': r['refined_modes'], 'high_quality': r['refined_high_quality'],
            'reverse_kl': r['refined_reverse_kl']}
     if 'refined_spread' in r:
       old['spread'] = r['refined_spread']
-    return {(r['refine_steps'], 0): old}
+    return {(r['refine_steps'], 0, 1.0): old}
   return {}
 
 
-def _refine_label(k, u):
+def _refine_label(k, u, scale=1.0):
+  eta = '' if scale == 1 else f', η × {scale:g}'
   if not u:
-    return f'{k} flow steps along the final D'
-  return f'{k} flow steps re-fitting D ({u} D step{"s" if u > 1 else ""} each)'
+    return f'{k} flow steps along the final D{eta}'
+  return f'{k} flow steps re-fitting D ({u} D step{"s" if u > 1 else ""} each{eta})'
 
 
-def _refined_path(samples_path, k, u):
-  return samples_path.replace('.npy', f'_refined{k}x{u}.npy')
+def _refined_path(samples_path, k, u, scale=1.0):
+  tail = '' if scale == 1 else f'x{scale:g}'
+  return samples_path.replace('.npy', f'_refined{k}x{u}{tail}.npy')
 
 
 def _samples_path(dataset: str, entry: str, seed: int) -> str:
@@ -186,14 +188,16 @@ def refine_scores(wd: str, dataset: str, entry: str, seed: int):
   ds = data_lib.load(cfg.data)
   z = train.eval_latents(method, seed, 2500)
   out = []
-  for k, u in _refine_steps():
+  for k, u, scale in _refine_steps():
     t1 = time.time()
-    _, refining, _ = train.restore(wd, sample_flow_steps=k, sample_d_steps=u)
+    _, refining, _ = train.restore(wd, sample_flow_steps=k, sample_d_steps=u,
+                                   sample_step_size=cfg.vgrow.step_size * scale)
     moved = np.asarray(train.generate(refining, state, z), np.float32)
     m = metrics.mode_metrics(moved, ds.modes, ds.std)
-    path = _refined_path(_samples_path(dataset, entry, seed), k, u)
+    path = _refined_path(_samples_path(dataset, entry, seed), k, u, scale)
     np.save(path, moved)
-    out.append({'steps': k, 'd_steps': u, 'samples': path, 'seconds': time.time() - t1, **m})
+    out.append({'steps': k, 'd_steps': u, 'step_scale': scale, 'samples': path,
+                'seconds': time.time() - t1, **m})
   return out
 
 
@@ -283,7 +287,7 @@ def _figure(records, path):
         r, x = scored[0]
         s = np.load(x['samples'])
         ax.scatter(s[:, 0], s[:, 1], s=1, c='tab:red', alpha=0.5)
-        how = f' +{key[0]}x{key[1]}' if key else ''
+        how = f' +{key[0]}x{key[1]}' + (f'x{key[2]:g}' if key[2] != 1 else '') if key else ''
         ax.set_title(f'{entry}{how} {dataset} s{r["seed"]}: {x["modes"]}/{r["num_modes"]}, '
                      f'{100 * x["high_quality"]:.1f}%', fontsize=8)
       else:

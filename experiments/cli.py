@@ -102,24 +102,29 @@ def apply_overrides(c, items):
 
 
 def parse_refine_steps(flag: str, entries: Sequence[str]):
-  """Refined-sampling entries 'K' or 'K:U' -> [(K, U)] (U = 0: along the final D).
+  """Refined-sampling entries 'K', 'K:U' or 'K:U:S' -> [(K, U, S)].
 
   K flow steps at sampling (``vgrow.sample_flow_steps``); U > 0 re-fits D with
-  U logistic steps before each (``vgrow.sample_d_steps``).
+  U logistic steps before each (``vgrow.sample_d_steps``; 0: along the final
+  D); S scales the run's step size η for those steps (``vgrow.sample_step_size
+  = S·η``; default 1).
 
   Raises:
-    app.UsageError: an entry is not K or K:U with K >= 1 and U >= 0.
+    app.UsageError: an entry is not of that form with K >= 1, U >= 0, S > 0.
   """
   out = []
   for entry in entries:
     parts = str(entry).split(':')
     try:
-      if len(parts) > 2:
+      if len(parts) > 3:
         raise ValueError
-      k, u = int(parts[0]), int(parts[1]) if len(parts) == 2 else 0
+      k = int(parts[0])
+      u = int(parts[1]) if len(parts) > 1 else 0
+      scale = float(parts[2]) if len(parts) > 2 else 1.0
     except ValueError:
-      raise app.UsageError(f'--{flag} entry {entry!r}: expected K or K:U (integers)') from None
-    if k < 1 or u < 0:
-      raise app.UsageError(f'--{flag} entry {entry!r}: K must be >= 1 and U >= 0')
-    out.append((k, u))
+      raise app.UsageError(f'--{flag} entry {entry!r}: expected K, K:U or K:U:S (K, U '
+                           'integers, S a number)') from None
+    if k < 1 or u < 0 or not scale > 0:
+      raise app.UsageError(f'--{flag} entry {entry!r}: K must be >= 1, U >= 0 and S > 0')
+    out.append((k, u, scale))
   return out

@@ -42,6 +42,8 @@ _DSTEPS = flags.DEFINE_integer('sample_d_steps', None, 'VGrow, with sample_flow_
                                'D on the training data with this many logistic steps before '
                                'each flow step (default: the run\'s vgrow.sample_d_steps, '
                                '0 = along the final D).', lower_bound=0)
+_ETA = flags.DEFINE_float('sample_step_size', None, 'VGrow, with sample_flow_steps: η of those '
+                          'steps (default: the run\'s vgrow.sample_step_size, else its step_size).')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint (outer loop); default latest.')
 _INCEPTION = flags.DEFINE_string('inception_weights', '', 'Inception-v3 FID weights .npz '
                                  '(format: vgrow_jax/inception.py); adds FID and KID in '
@@ -56,7 +58,8 @@ def main(argv):
     if evaluate.has_modes(_WORKDIR.value):
       r = evaluate.evaluate_mode_workdir(_WORKDIR.value, num_samples=_NUM.value or 2500,
                                          step=_STEP.value, sample_flow_steps=_FLOW.value,
-                                         sample_d_steps=_DSTEPS.value)
+                                         sample_d_steps=_DSTEPS.value,
+                                         sample_step_size=_ETA.value)
       print(evaluate.format_mode_record(r), flush=True)
       return
     r = evaluate.evaluate_workdir(_WORKDIR.value, classifier_path=_CLASSIFIER.value,
@@ -65,7 +68,8 @@ def main(argv):
                                   kid_subset_size=_KID_SIZE.value, step=_STEP.value,
                                   inception_weights=_INCEPTION.value,
                                   sample_flow_steps=_FLOW.value,
-                                  sample_d_steps=_DSTEPS.value)
+                                  sample_d_steps=_DSTEPS.value,
+                                  sample_step_size=_ETA.value)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'vgrow-eval: {e}')
   print(evaluate.format_record(r), flush=True)

@@ -38,13 +38,14 @@ def _read_data_spec(workdir: str):
 def _sampling(cfg) -> Dict[str, str]:
   """The protocol entry naming refined sampling, when the run's method uses it."""
   vc = cfg.vgrow
+  eta = vc.step_size if vc.sample_step_size is None else vc.sample_step_size
   if cfg.method == 'vgrow' and vc.sample_flow_steps and vc.sample_d_steps:
-    return {'sampling': f'G(z) + {vc.sample_flow_steps} flow steps (η = {vc.step_size}), D '
+    return {'sampling': f'G(z) + {vc.sample_flow_steps} flow steps (η = {eta:g}), D '
                         f're-fitted on the training data with {vc.sample_d_steps} logistic '
                         'step(s) before each'}
   if cfg.method == 'vgrow' and vc.sample_flow_steps:
     return {'sampling': f'G(z) + {vc.sample_flow_steps} flow steps along the final D '
-                        f'(η = {vc.step_size})'}
+                        f'(η = {eta:g})'}
   return {}
 
 
@@ -60,7 +61,8 @@ def has_modes(workdir: str) -> bool:
 
 
 def evaluate_mode_workdir(workdir: str, *, num_samples: int = 2500, step=None,
-                          sample_flow_steps=None, sample_d_steps=None) -> Dict[str, Any]:
+                          sample_flow_steps=None, sample_d_steps=None,
+                          sample_step_size=None) -> Dict[str, Any]:
   """Mode metrics of a workdir's checkpoint (also appended to its metrics.jsonl).
 
   ``sample_flow_steps`` (VGrow only) scores G(z) moved that many flow steps
@@ -68,7 +70,8 @@ def evaluate_mode_workdir(workdir: str, *, num_samples: int = 2500, step=None,
   each move, instead of the run's own setting; the protocol says so.
   """
   cfg, method, state = train.restore(workdir, step, sample_flow_steps=sample_flow_steps,
-                                     sample_d_steps=sample_d_steps)
+                                     sample_d_steps=sample_d_steps,
+                                     sample_step_size=sample_step_size)
   spec = _read_data_spec(workdir)
   samples = train.generate(method, state, train.eval_latents(method, cfg.training.seed,
                                                              num_samples))
@@ -110,7 +113,8 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
                      reference_split: str = '', kid_subsets: int = 100,
                      kid_subset_size: int = 500, step=None,
                      inception_weights: str = '',
-                     sample_flow_steps=None, sample_d_steps=None) -> Dict[str, Any]:
+                     sample_flow_steps=None, sample_d_steps=None,
+                          sample_step_size=None) -> Dict[str, Any]:
   """The metrics record of a workdir (also appended to its metrics.jsonl).
 
   ``sample_flow_steps`` (VGrow only) scores G(z) moved that many flow steps
@@ -118,7 +122,8 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
   each move, instead of the run's own setting; the protocol says so.
   """
   cfg, method, state = train.restore(workdir, step, sample_flow_steps=sample_flow_steps,
-                                     sample_d_steps=sample_d_steps)
+                                     sample_d_steps=sample_d_steps,
+                                     sample_step_size=sample_step_size)
   data_cfg = cfg.data
   split = reference_split or ('test' if image_data.has_held_out_split(data_cfg)
                               else data_cfg.split)

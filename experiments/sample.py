@@ -25,6 +25,8 @@ _DSTEPS = flags.DEFINE_integer('sample_d_steps', None, 'VGrow, with sample_flow_
                                'D on the training data with this many logistic steps before '
                                'each flow step (default: the run\'s vgrow.sample_d_steps, '
                                '0 = along the final D).', lower_bound=0)
+_ETA = flags.DEFINE_float('sample_step_size', None, 'VGrow, with sample_flow_steps: η of those '
+                          'steps (default: the run\'s vgrow.sample_step_size, else its step_size).')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint (outer loop) to use; default latest.')
 
 
@@ -35,7 +37,8 @@ def main(argv):
   try:
     _, method, state = train.restore(_WORKDIR.value, _STEP.value,
                                     sample_flow_steps=_FLOW.value,
-                                    sample_d_steps=_DSTEPS.value)
+                                    sample_d_steps=_DSTEPS.value,
+                                    sample_step_size=_ETA.value)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'vgrow-sample: {e}')
   z = jax.random.normal(jax.random.PRNGKey(_SEED.value), (_NUM.value, method.latent_dim))

@@ -188,9 +188,22 @@ def test_refit_sampling_with_a_frozen_d_is_the_flow_along_the_final_d():
                                                                     sample_d_batch_size=64))
   np.testing.assert_allclose(vgrow.make(frozen_mb, ds).generate(state, z), fixed,
                              rtol=1e-5, atol=1e-6)
+  # sample_step_size sets η of both samplers: the flow along the final D with
+  # η = 0.01, and re-fitting a frozen D with it.
+  x = m.generate(state, z)
+  d = vgrow.models.build(cfg.model, ds.shape)[1]
+  logit_fn = lambda y: d.eval_apply(state.d_params, state.d_state, y)
+  small = vgrow.flow.flow(logit_fn, x, 'kl', step_size=0.01, num_steps=20)
+  assert np.abs(np.asarray(small) - np.asarray(fixed)).max() > 1e-3  # η matters here
+  for c in (_with_sampling(cfg, sample_flow_steps=20, sample_step_size=0.01),
+            dataclasses.replace(frozen, vgrow=dataclasses.replace(frozen.vgrow,
+                                                                  sample_step_size=0.01))):
+    np.testing.assert_allclose(vgrow.make(c, ds).generate(state, z), small, rtol=1e-5, atol=1e-6)
   for field in ('sample_d_steps', 'sample_d_batch_size'):
     with pytest.raises(config_lib.ConfigError, match=f'vgrow.{field}=-1: must be >= 0'):
       config_lib.VGrowConfig(**{field: -1})
+  with pytest.raises(config_lib.ConfigError, match='vgrow.sample_step_size=0.0: must be None'):
+    config_lib.VGrowConfig(sample_step_size=0.0)
 
 
 def test_refit_sampling_brings_samples_to_the_ring_where_the_fixed_d_flings_them_off():

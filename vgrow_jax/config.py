@@ -298,6 +298,10 @@ class VGrowConfig:
       samples of the ``generate`` call, i.e. full-batch logistic regression
       on them: with 256 of 2,500 the D's noise moved grid samples off their
       modes in some runs (benchmarks/RESULTS.md, B2)].
+    sample_step_size: η of those K steps [None: step_size]. Re-fitted, D
+      keeps telling the samples from the data by chance, so samples jitter
+      by about η·|h| per step; a smaller η with more steps lets them settle
+      inside their modes.
   """
 
   divergence: str = 'kl'
@@ -316,6 +320,7 @@ class VGrowConfig:
   sample_flow_steps: int = 0
   sample_d_steps: int = 0
   sample_d_batch_size: int = 0
+  sample_step_size: Optional[float] = None
 
   def __post_init__(self):
     _check_types(self, 'vgrow.')
@@ -330,6 +335,8 @@ class VGrowConfig:
               'sample_d_batch_size'):
       _check(getattr(self, f) >= 0, f'vgrow.{f}', getattr(self, f), 'must be >= 0')
     _check(self.step_size > 0, 'vgrow.step_size', self.step_size, 'must be > 0')
+    _check(self.sample_step_size is None or self.sample_step_size > 0, 'vgrow.sample_step_size',
+           self.sample_step_size, 'must be None or > 0')
     _check(self.clip is None or (len(self.clip) == 2 and self.clip[0] < self.clip[1]),
            'vgrow.clip', self.clip, 'must be None or (lo, hi) with lo < hi')
     _check(self.jeffreys_max_scale > 1, 'vgrow.jeffreys_max_scale',

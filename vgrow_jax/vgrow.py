@@ -178,14 +178,14 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
                'logit_fake': logits[b:].mean()}
     return (d_params, d_state, d_opt_state, x), metrics
 
-  def particle_step(data_arrays, carry, key, d_steps, d_batch):
+  def particle_step(data_arrays, carry, key, d_steps, d_batch, step_size):
     carry, d_metrics = jax.lax.scan(
         lambda c, k: d_update(data_arrays, c, k, d_batch), carry, jax.random.split(key, d_steps))
     d_params, d_state, d_opt_state, x = carry
     logit_fn = lambda y: d_net.eval_apply(d_params, d_state, y)
     h, _ = flow.field_and_logit(logit_fn, x, div)  # [N, ...]
     # flow_step, written out to keep h for the metrics
-    x = sharding.shard_batch(flow.clip_particles(x + vc.step_size * h, clip))
+    x = sharding.shard_batch(flow.clip_particles(x + step_size * h, clip))
     field_norm = jnp.mean(jnp.sqrt(jnp.sum(h.reshape(x.shape[0], -1) ** 2, axis=1)))
     metrics = {'field_norm': field_norm}
     if d_steps:
@@ -221,9 +221,10 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     num_steps = vc.sample_flow_steps
     if not num_steps:
       return x
+    eta = vc.step_size if vc.sample_step_size is None else vc.sample_step_size
     if not vc.sample_d_steps:
       logit_fn = lambda y: d_net.eval_apply(state.d_params, state.d_state, y)
-      return flow.flow(logit_fn, x, div, step_size=vc.step_size, num_steps=num_steps, clip=clip)
+      return flow.flow(logit_fn, x, div, step_size=eta, num_steps=num_steps, clip=clip)
     # The outer loop's particle phase with G frozen: D keeps being fitted to
     # the moving samples against real data, so it stays a density-ratio
     # estimate where the samples are instead of being extrapolated past them.
@@ -234,7 +235,7 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     n = x.shape[0]
     d_batch = min(vc.sample_d_batch_size, n) if vc.sample_d_batch_size else n
     (_, _, _, x), _ = jax.lax.scan(
-        lambda c, k: particle_step(dataset.arrays, c, k, vc.sample_d_steps, d_batch),
+        lambda c, k: particle_step(dataset.arrays, c, k, vc.sample_d_steps, d_batch, eta),
         (state.d_params, state.d_state, d_opt_state, x), jax.random.split(key, num_steps))
     return x
 
@@ -250,7 +251,7 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     z = sharding.shard_batch(jax.random.normal(k_pool, (pool, nz)))  # [N, nz]
     x0 = sharding.shard_batch(particles(state, z))  # [N, ...]
     (d_params, d_state, d_opt_state, x), move_metrics = jax.lax.scan(
-        lambda c, k: particle_step(data_arrays, c, k, vc.d_steps, batch),
+        lambda c, k: particle_step(data_arrays, c, k, vc.d_steps, batch, vc.step_size),
         (state.d_params, state.d_state, d_opt_state, x0),
         jax.random.split(k_move, vc.particle_steps))
 
