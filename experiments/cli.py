@@ -3,7 +3,7 @@
 import json
 import logging as std_logging
 import sys
-from typing import Sequence
+from typing import Any, Dict, NamedTuple, Sequence
 
 from absl import app
 from absl import flags
@@ -99,6 +99,34 @@ def apply_overrides(c, items):
     except TypeError as e:
       raise app.UsageError(f'--set={item!r}: {e}') from None
   return c
+
+
+class SamplingFlags(NamedTuple):
+  """Holders of the refined-sampling flags of vgrow-eval and vgrow-sample."""
+
+  flow_steps: Any
+  d_steps: Any
+  step_size: Any
+
+  def overrides(self) -> Dict[str, Any]:
+    """The ``train.restore`` keywords these flags set (None: the run's own setting)."""
+    return {'sample_flow_steps': self.flow_steps.value, 'sample_d_steps': self.d_steps.value,
+            'sample_step_size': self.step_size.value}
+
+
+def define_sampling_flags() -> SamplingFlags:
+  """--sample_flow_steps, --sample_d_steps, --sample_step_size (VGrow's refined sampling)."""
+  return SamplingFlags(
+      flags.DEFINE_integer('sample_flow_steps', None, 'VGrow: move G(z) this many flow steps '
+                           'at sampling (default: the run\'s vgrow.sample_flow_steps, 0 = plain '
+                           'G(z)), along the final D unless --sample_d_steps.', lower_bound=0),
+      flags.DEFINE_integer('sample_d_steps', None, 'VGrow, with sample_flow_steps: re-fit D on '
+                           'the training data with this many logistic steps before each flow '
+                           'step (default: the run\'s vgrow.sample_d_steps, 0 = along the final '
+                           'D).', lower_bound=0),
+      flags.DEFINE_float('sample_step_size', None, 'VGrow, with sample_flow_steps: η of those '
+                         'steps (default: the run\'s vgrow.sample_step_size, else its '
+                         'step_size).'))
 
 
 def parse_refine_steps(flag: str, entries: Sequence[str]):

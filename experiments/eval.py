@@ -35,15 +35,7 @@ _SPLIT = flags.DEFINE_string('reference_split', '', "Reference split (default: '
                              'the source has a held-out split, else the training split).')
 _KID_SUBSETS = flags.DEFINE_integer('kid_subsets', 100, 'KID subsets.', lower_bound=1)
 _KID_SIZE = flags.DEFINE_integer('kid_subset_size', 500, 'KID subset size.', lower_bound=2)
-_FLOW = flags.DEFINE_integer('sample_flow_steps', None, 'VGrow: score G(z) moved this many '
-                             'flow steps along the final D (default: the run\'s '
-                             'vgrow.sample_flow_steps, 0 = plain G(z)).', lower_bound=0)
-_DSTEPS = flags.DEFINE_integer('sample_d_steps', None, 'VGrow, with sample_flow_steps: re-fit '
-                               'D on the training data with this many logistic steps before '
-                               'each flow step (default: the run\'s vgrow.sample_d_steps, '
-                               '0 = along the final D).', lower_bound=0)
-_ETA = flags.DEFINE_float('sample_step_size', None, 'VGrow, with sample_flow_steps: η of those '
-                          'steps (default: the run\'s vgrow.sample_step_size, else its step_size).')
+_SAMPLING = cli.define_sampling_flags()
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint (outer loop); default latest.')
 _INCEPTION = flags.DEFINE_string('inception_weights', '', 'Inception-v3 FID weights .npz '
                                  '(format: vgrow_jax/inception.py); adds FID and KID in '
@@ -57,9 +49,7 @@ def main(argv):
   try:
     if evaluate.has_modes(_WORKDIR.value):
       r = evaluate.evaluate_mode_workdir(_WORKDIR.value, num_samples=_NUM.value or 2500,
-                                         step=_STEP.value, sample_flow_steps=_FLOW.value,
-                                         sample_d_steps=_DSTEPS.value,
-                                         sample_step_size=_ETA.value)
+                                         step=_STEP.value, **_SAMPLING.overrides())
       print(evaluate.format_mode_record(r), flush=True)
       return
     r = evaluate.evaluate_workdir(_WORKDIR.value, classifier_path=_CLASSIFIER.value,
@@ -67,9 +57,7 @@ def main(argv):
                                   kid_subsets=_KID_SUBSETS.value,
                                   kid_subset_size=_KID_SIZE.value, step=_STEP.value,
                                   inception_weights=_INCEPTION.value,
-                                  sample_flow_steps=_FLOW.value,
-                                  sample_d_steps=_DSTEPS.value,
-                                  sample_step_size=_ETA.value)
+                                  **_SAMPLING.overrides())
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'vgrow-eval: {e}')
   print(evaluate.format_record(r), flush=True)
