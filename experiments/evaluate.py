@@ -61,17 +61,14 @@ def has_modes(workdir: str) -> bool:
 
 
 def evaluate_mode_workdir(workdir: str, *, num_samples: int = 2500, step=None,
-                          sample_flow_steps=None, sample_d_steps=None,
-                          sample_step_size=None) -> Dict[str, Any]:
+                          **sampling) -> Dict[str, Any]:
   """Mode metrics of a workdir's checkpoint (also appended to its metrics.jsonl).
 
-  ``sample_flow_steps`` (VGrow only) scores G(z) moved that many flow steps
-  along the final D, or with D re-fitted by ``sample_d_steps`` steps before
-  each move, instead of the run's own setting; the protocol says so.
+  ``sampling`` (VGrow only: ``sample_flow_steps``, ``sample_d_steps``,
+  ``sample_step_size``, as :func:`vgrow_jax.train.restore` takes them) scores
+  refined samples instead of the run's own setting; the protocol says so.
   """
-  cfg, method, state = train.restore(workdir, step, sample_flow_steps=sample_flow_steps,
-                                     sample_d_steps=sample_d_steps,
-                                     sample_step_size=sample_step_size)
+  cfg, method, state = train.restore(workdir, step, **sampling)
   spec = _read_data_spec(workdir)
   samples = train.generate(method, state, train.eval_latents(method, cfg.training.seed,
                                                              num_samples))
@@ -112,18 +109,14 @@ def load_or_train_classifier(workdir: str, path: str, data_cfg) -> classifier_li
 def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: int = 1000,
                      reference_split: str = '', kid_subsets: int = 100,
                      kid_subset_size: int = 500, step=None,
-                     inception_weights: str = '',
-                     sample_flow_steps=None, sample_d_steps=None,
-                          sample_step_size=None) -> Dict[str, Any]:
+                     inception_weights: str = '', **sampling) -> Dict[str, Any]:
   """The metrics record of a workdir (also appended to its metrics.jsonl).
 
-  ``sample_flow_steps`` (VGrow only) scores G(z) moved that many flow steps
-  along the final D, or with D re-fitted by ``sample_d_steps`` steps before
-  each move, instead of the run's own setting; the protocol says so.
+  ``sampling`` (VGrow only: ``sample_flow_steps``, ``sample_d_steps``,
+  ``sample_step_size``, as :func:`vgrow_jax.train.restore` takes them) scores
+  refined samples instead of the run's own setting; the protocol says so.
   """
-  cfg, method, state = train.restore(workdir, step, sample_flow_steps=sample_flow_steps,
-                                     sample_d_steps=sample_d_steps,
-                                     sample_step_size=sample_step_size)
+  cfg, method, state = train.restore(workdir, step, **sampling)
   data_cfg = cfg.data
   split = reference_split or ('test' if image_data.has_held_out_split(data_cfg)
                               else data_cfg.split)

@@ -320,10 +320,11 @@ def restore(workdir: str, step: Optional[int] = None, *,
   """``(config, method, state)`` from a workdir's checkpoint, without the training data.
 
   With ``step`` None the newest readable checkpoint is used; corrupt ones
-  are skipped with a warning (and left in place). ``sample_flow_steps`` and
-  ``sample_d_steps`` and ``sample_step_size`` replace those ``vgrow`` fields
-  (VGrow's refined sampling; the state does not depend on them) in the returned config and method. Refined sampling that
-  re-fits D (both > 0) loads the training data from ``config.data``.
+  are skipped with a warning (and left in place). ``sample_flow_steps``,
+  ``sample_d_steps`` and ``sample_step_size``, when given, replace those
+  ``vgrow`` fields (VGrow's refined sampling; the state does not depend on
+  them) in the returned config and method. Refined sampling that re-fits D
+  (both steps > 0) loads the training data from ``config.data``.
 
   Raises:
     FileNotFoundError: no config, data spec or checkpoint in ``workdir``.
