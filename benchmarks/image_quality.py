@@ -104,7 +104,7 @@ def run_one(entry: str, classifier: str):
              'max_seconds': _MAX_SECONDS.value, 'workdir': wd, 'diverged': str(e)[:300],
              'seconds': time.time() - t0}]
   seconds = time.time() - t0
-  flows = [(0, 0, 1.0)] + (_refine_steps() if cfg.method == 'vgrow' else [])
+  flows = [cli.RefineEntry(0)] + (_refine_steps() if cfg.method == 'vgrow' else [])
   return [score(entry, wd, out['loop'], seconds, classifier, *k) for k in flows]
 
 
@@ -112,27 +112,30 @@ def _refine_steps():
   return cli.parse_refine_steps('refine_steps', _REFINE.value)
 
 
-def _suffix(flow_steps: int, d_steps: int, scale: float = 1.0) -> str:
+def _suffix(flow_steps: int, d_steps: int, scale: float = 1.0, schedule: str = 'constant') -> str:
   if not flow_steps:
     return ''
-  eta = '' if scale == 1 else f'eta{scale:g}'
+  eta = ('' if scale == 1 else f'eta{scale:g}') + ('' if schedule == 'constant' else schedule)
   return (f'+refit{flow_steps}x{d_steps}' if d_steps else f'+flow{flow_steps}') + eta
 
 
 def score(entry: str, wd: str, loops: int, seconds: float, classifier: str, flow_steps: int,
-          d_steps: int = 0, scale: float = 1.0):
+          d_steps: int = 0, scale: float = 1.0, schedule: str = 'constant'):
   """The record of a trained workdir, sampled with ``flow_steps`` refinement steps (VGrow),
-  D re-fitted with ``d_steps`` steps before each (0: along the final D), η × ``scale``."""
-  eta = None if scale == 1 else train.load_config(wd).vgrow.step_size * scale
-  r = eval_lib.evaluate_workdir(wd, classifier_path=classifier, sample_flow_steps=flow_steps,
-                                sample_d_steps=d_steps, sample_step_size=eta)
-  _, method, state = train.restore(wd, sample_flow_steps=flow_steps, sample_d_steps=d_steps,
-                                   sample_step_size=eta)
+  D re-fitted with ``d_steps`` steps before each (0: along the final D), η × ``scale`` under
+  the ``schedule`` (constant or linear decay)."""
+  sampling = {'sample_flow_steps': flow_steps, 'sample_d_steps': d_steps,
+              'sample_step_size': (None if scale == 1
+                                   else train.load_config(wd).vgrow.step_size * scale),
+              'sample_step_schedule': schedule}
+  r = eval_lib.evaluate_workdir(wd, classifier_path=classifier, **sampling)
+  _, method, state = train.restore(wd, **sampling)
   grid = np.asarray(train.generate(method, state, train.eval_latents(method, 1234, 64)))
-  grid_path = os.path.join(wd, f'grid64_{_suffix(flow_steps, d_steps, scale)[1:] or "flow0"}.npy')
+  suffix = _suffix(flow_steps, d_steps, scale, schedule)
+  grid_path = os.path.join(wd, f'grid64_{suffix[1:] or "flow0"}.npy')
   np.save(grid_path, grid.astype(np.float32))
   return {
-      'method': _label(entry) + _suffix(flow_steps, d_steps, scale),
+      'method': _label(entry) + suffix,
       'tag': _TAG.value, 'set': list(_SET.value), 'arch': _ARCH.value,
       'seed': _SEED.value, 'max_seconds': _MAX_SECONDS.value, 'loops': loops,
       'seconds': seconds, 'workdir': wd, 'grid': grid_path, 'fcd': r['eval_fcd'],
@@ -196,9 +199,9 @@ def main(argv):
       base = [r for r in done if r['method'] == _label(entry) and r['workdir'] == _workdir(entry)]
       if not base or not entry.startswith('vgrow'):
         continue
-      for k, u, scale in _refine_steps():
+      for refine in _refine_steps():
         rec = score(entry, base[-1]['workdir'], base[-1]['loops'], base[-1]['seconds'],
-                    _classifier_path(), k, u, scale)
+                    _classifier_path(), *refine)
         print(json.dumps(rec), flush=True)
         with open(path, 'a') as f:
           f.write(json.dumps(rec) + '\n')

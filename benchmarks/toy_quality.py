@@ -98,32 +98,36 @@ def make_config(dataset: str, entry: str):
 
 
 def _refine_steps():
-  """--refine_steps as [(K, U, S)]: K flow steps, U D steps before each (0: the final D), η·S."""
+  """--refine_steps as [cli.RefineEntry]: K flow steps, U D steps before each (0: the final D),
+  η·S, η's schedule."""
   return cli.parse_refine_steps('refine_steps', _REFINE.value)
 
 
 def _refined(r):
-  """A record's refined scores as {(K, U, S): metrics} (also from the older flat fields)."""
+  """A record's refined scores as {RefineEntry: metrics} (also from the older flat fields)."""
   if 'refined' in r:
-    return {(x['steps'], x.get('d_steps', 0), x.get('step_scale', 1.0)): x for x in r['refined']}
+    return {cli.RefineEntry(x['steps'], x.get('d_steps', 0), x.get('step_scale', 1.0),
+                            x.get('step_schedule', 'constant')): x for x in r['refined']}
   if 'refined_modes' in r:
     old = {'modes': r['refined_modes'], 'high_quality': r['refined_high_quality'],
            'reverse_kl': r['refined_reverse_kl']}
     if 'refined_spread' in r:
       old['spread'] = r['refined_spread']
-    return {(r['refine_steps'], 0, 1.0): old}
+    return {cli.RefineEntry(r['refine_steps']): old}
   return {}
 
 
-def _refine_label(k, u, scale=1.0):
+def _refine_label(k, u, scale=1.0, schedule='constant'):
   eta = '' if scale == 1 else f', η × {scale:g}'
+  eta += ', η decaying linearly' if schedule == 'linear' else ''
   if not u:
     return f'{k} flow steps along the final D{eta}'
   return f'{k} flow steps re-fitting D ({u} D step{"s" if u > 1 else ""} each{eta})'
 
 
-def _refined_path(samples_path, k, u, scale=1.0):
+def _refined_path(samples_path, k, u, scale=1.0, schedule='constant'):
   tail = '' if scale == 1 else f'x{scale:g}'
+  tail += '' if schedule == 'constant' else f'_{schedule}'
   return samples_path.replace('.npy', f'_refined{k}x{u}{tail}.npy')
 
 
@@ -188,15 +192,17 @@ def refine_scores(wd: str, dataset: str, entry: str, seed: int):
   ds = data_lib.load(cfg.data)
   z = train.eval_latents(method, seed, 2500)
   out = []
-  for k, u, scale in _refine_steps():
+  for k, u, scale, schedule in _refine_steps():
     t1 = time.time()
     _, refining, _ = train.restore(wd, sample_flow_steps=k, sample_d_steps=u,
-                                   sample_step_size=cfg.vgrow.step_size * scale)
+                                   sample_step_size=cfg.vgrow.step_size * scale,
+                                   sample_step_schedule=schedule)
     moved = np.asarray(train.generate(refining, state, z), np.float32)
     m = metrics.mode_metrics(moved, ds.modes, ds.std)
-    path = _refined_path(_samples_path(dataset, entry, seed), k, u, scale)
+    path = _refined_path(_samples_path(dataset, entry, seed), k, u, scale, schedule)
     np.save(path, moved)
-    out.append({'steps': k, 'd_steps': u, 'step_scale': scale, 'samples': path,
+    out.append({'steps': k, 'd_steps': u, 'step_scale': scale, 'step_schedule': schedule,
+                'samples': path,
                 'seconds': time.time() - t1, **m})
   return out
 
@@ -225,6 +231,9 @@ def _table(records):
       return '–'
     return f'{np.mean(vals):.2f} ± {np.std(vals):.2f}'
 
+  def worst(rs):  # the targets hold per run, so the worst run decides
+    return f'{100 * min(r["high_quality"] for r in rs):.1f}'
+
   def refine_seconds(ref):
     if not all('seconds' in x for x in ref):
       return '(same runs)'
@@ -241,7 +250,7 @@ def _table(records):
       diverged = sum('diverged' in r for r in rs)
       label = entry + (f' ({diverged}/{len(rs)} diverged: scored 0 modes)' if diverged else '')
       lines.append(f'| {dataset} | {label} | {m[0]:.1f} ± {m[1]:.1f} / {rs[0]["num_modes"]} | '
-                   f'{hq[0]:.1f} ± {hq[1]:.1f} | {kl[0]:.4f} ± {kl[1]:.4f} | '
+                   f'{hq[0]:.1f} ± {hq[1]:.1f} (min {worst(rs)}) | {kl[0]:.4f} ± {kl[1]:.4f} | '
                    f'{spread(rs, "spread")} | {sec[0]:.0f} ± {sec[1]:.0f} | {len(rs)} |')
       for k in sorted(set.intersection(*(set(_refined(r)) for r in rs))):
         ref = [_refined(r)[k] for r in rs]
@@ -249,7 +258,8 @@ def _table(records):
                         (('modes', 1.0), ('high_quality', 100), ('reverse_kl', 1.0)))
         lines.append(f'| {dataset} | {entry} + {_refine_label(*k)} | '
                      f'{rm[0]:.1f} ± {rm[1]:.1f} / {rs[0]["num_modes"]} | '
-                     f'{rhq[0]:.1f} ± {rhq[1]:.1f} | {rkl[0]:.4f} ± {rkl[1]:.4f} | '
+                     f'{rhq[0]:.1f} ± {rhq[1]:.1f} (min {worst(ref)}) | '
+                     f'{rkl[0]:.4f} ± {rkl[1]:.4f} | '
                      f'{spread(ref, "spread")} | {refine_seconds(ref)} | {len(rs)} |')
   return '\n'.join(lines)
 
@@ -287,7 +297,8 @@ def _figure(records, path):
         r, x = scored[0]
         s = np.load(x['samples'])
         ax.scatter(s[:, 0], s[:, 1], s=1, c='tab:red', alpha=0.5)
-        how = f' +{key[0]}x{key[1]}' + (f'x{key[2]:g}' if key[2] != 1 else '') if key else ''
+        how = (f' +{key[0]}x{key[1]}' + (f'x{key[2]:g}' if key[2] != 1 else '')
+               + (f' {key[3]}' if key[3] != 'constant' else '')) if key else ''
         ax.set_title(f'{entry}{how} {dataset} s{r["seed"]}: {x["modes"]}/{r["num_modes"]}, '
                      f'{100 * x["high_quality"]:.1f}%', fontsize=8)
       else:

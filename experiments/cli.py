@@ -3,7 +3,7 @@
 import json
 import logging as std_logging
 import sys
-from typing import Any, Dict, NamedTuple, Sequence
+from typing import Any, Dict, List, NamedTuple, Sequence
 
 from absl import app
 from absl import flags
@@ -11,6 +11,8 @@ from absl import logging
 import jax
 from ml_collections import config_dict
 from ml_collections import config_flags
+
+from vgrow_jax import config as config_lib
 
 log = std_logging.getLogger('vgrow_jax')
 
@@ -107,15 +109,20 @@ class SamplingFlags(NamedTuple):
   flow_steps: Any
   d_steps: Any
   step_size: Any
+  step_schedule: Any
 
   def overrides(self) -> Dict[str, Any]:
     """The ``train.restore`` keywords these flags set (None: the run's own setting)."""
     return {'sample_flow_steps': self.flow_steps.value, 'sample_d_steps': self.d_steps.value,
-            'sample_step_size': self.step_size.value}
+            'sample_step_size': self.step_size.value,
+            'sample_step_schedule': self.step_schedule.value}
 
 
 def define_sampling_flags() -> SamplingFlags:
-  """--sample_flow_steps, --sample_d_steps, --sample_step_size (VGrow's refined sampling)."""
+  """--sample_flow_steps, --sample_d_steps, --sample_step_size, --sample_step_schedule.
+
+  VGrow's refined sampling (``vgrow.sample_*`` fields of the config).
+  """
   return SamplingFlags(
       flags.DEFINE_integer('sample_flow_steps', None, 'VGrow: move G(z) this many flow steps '
                            'at sampling (default: the run\'s vgrow.sample_flow_steps, 0 = plain '
@@ -126,33 +133,51 @@ def define_sampling_flags() -> SamplingFlags:
                            'D).', lower_bound=0),
       flags.DEFINE_float('sample_step_size', None, 'VGrow, with sample_flow_steps: η of those '
                          'steps (default: the run\'s vgrow.sample_step_size, else its '
-                         'step_size).'))
+                         'step_size).'),
+      flags.DEFINE_enum('sample_step_schedule', None, list(config_lib.SAMPLE_STEP_SCHEDULES),
+                        'VGrow, with sample_flow_steps: η over those K steps, constant or '
+                        'linear η·(1 − k/K) (default: the run\'s vgrow.sample_step_schedule).'))
 
 
-def parse_refine_steps(flag: str, entries: Sequence[str]):
-  """Refined-sampling entries 'K', 'K:U' or 'K:U:S' -> [(K, U, S)].
+class RefineEntry(NamedTuple):
+  """One refined sampler: K flow steps, U D steps before each, η·S, η's schedule."""
+
+  steps: int
+  d_steps: int = 0
+  step_scale: float = 1.0
+  schedule: str = 'constant'
+
+
+def parse_refine_steps(flag: str, entries: Sequence[str]) -> List[RefineEntry]:
+  """Refined-sampling entries 'K', 'K:U', 'K:U:S' or 'K:U:S:linear' -> [RefineEntry].
 
   K flow steps at sampling (``vgrow.sample_flow_steps``); U > 0 re-fits D with
   U logistic steps before each (``vgrow.sample_d_steps``; 0: along the final
   D); S scales the run's step size η for those steps (``vgrow.sample_step_size
-  = S·η``; default 1).
+  = S·η``; default 1); the last part is ``vgrow.sample_step_schedule``
+  (default constant).
 
   Raises:
-    app.UsageError: an entry is not of that form with K >= 1, U >= 0, S > 0.
+    app.UsageError: an entry is not of that form with K >= 1, U >= 0, S > 0
+      and a known schedule.
   """
   out = []
   for entry in entries:
     parts = str(entry).split(':')
     try:
-      if len(parts) > 3:
+      if len(parts) > 4:
         raise ValueError
       k = int(parts[0])
       u = int(parts[1]) if len(parts) > 1 else 0
       scale = float(parts[2]) if len(parts) > 2 else 1.0
     except ValueError:
-      raise app.UsageError(f'--{flag} entry {entry!r}: expected K, K:U or K:U:S (K, U '
-                           'integers, S a number)') from None
+      raise app.UsageError(f'--{flag} entry {entry!r}: expected K, K:U, K:U:S or K:U:S:SCHEDULE '
+                           '(K, U integers, S a number)') from None
+    schedule = parts[3] if len(parts) > 3 else 'constant'
     if k < 1 or u < 0 or not scale > 0:
       raise app.UsageError(f'--{flag} entry {entry!r}: K must be >= 1, U >= 0 and S > 0')
-    out.append((k, u, scale))
+    if schedule not in config_lib.SAMPLE_STEP_SCHEDULES:
+      raise app.UsageError(f'--{flag} entry {entry!r}: schedule {schedule!r} is not one of '
+                           f'{config_lib.SAMPLE_STEP_SCHEDULES}')
+    out.append(RefineEntry(k, u, scale, schedule))
   return out

@@ -39,13 +39,13 @@ def _sampling(cfg) -> Dict[str, str]:
   """The protocol entry naming refined sampling, when the run's method uses it."""
   vc = cfg.vgrow
   eta = vc.step_size if vc.sample_step_size is None else vc.sample_step_size
+  eta = f'η = {eta:g}' + (', decaying linearly' if vc.sample_step_schedule == 'linear' else '')
   if cfg.method == 'vgrow' and vc.sample_flow_steps and vc.sample_d_steps:
-    return {'sampling': f'G(z) + {vc.sample_flow_steps} flow steps (η = {eta:g}), D '
+    return {'sampling': f'G(z) + {vc.sample_flow_steps} flow steps ({eta}), D '
                         f're-fitted on the training data with {vc.sample_d_steps} logistic '
                         'step(s) before each'}
   if cfg.method == 'vgrow' and vc.sample_flow_steps:
-    return {'sampling': f'G(z) + {vc.sample_flow_steps} flow steps along the final D '
-                        f'(η = {eta:g})'}
+    return {'sampling': f'G(z) + {vc.sample_flow_steps} flow steps along the final D ({eta})'}
   return {}
 
 

@@ -74,12 +74,16 @@ def test_toy_quality_overrides_set_fields_and_reject_unknown_ones():
 
 
 def test_refine_steps_entries_parse_to_flow_and_d_steps_and_bad_ones_are_named():
-  assert cli.parse_refine_steps('refine_steps', ['30', '100:1', '5:0', '400:1:0.25']) == [
-      (30, 0, 1.0), (100, 1, 1.0), (5, 0, 1.0), (400, 1, 0.25)]
+  assert cli.parse_refine_steps('refine_steps', ['30', '100:1', '5:0', '400:1:0.25',
+                                                 '100:1:1:linear']) == [
+      (30, 0, 1.0, 'constant'), (100, 1, 1.0, 'constant'), (5, 0, 1.0, 'constant'),
+      (400, 1, 0.25, 'constant'), (100, 1, 1.0, 'linear')]
   assert cli.parse_refine_steps('refine_steps', []) == []
-  for bad, why in (('x', 'expected K, K:U or K:U:S'), ('1:2:3:4', 'expected K, K:U or K:U:S'),
-                   ('1:2:x', 'expected K, K:U or K:U:S'), ('0', 'K must be >= 1'),
+  for bad, why in (('x', 'expected K, K:U, K:U:S or K:U:S:SCHEDULE'),
+                   ('1:2:3:linear:5', 'expected K, K:U, K:U:S or K:U:S:SCHEDULE'),
+                   ('1:2:x', 'expected K, K:U, K:U:S or K:U:S:SCHEDULE'), ('0', 'K must be >= 1'),
                    ('5:-1', 'K must be >= 1, U >= 0 and S > 0'),
-                   ('5:1:0', 'K must be >= 1, U >= 0 and S > 0')):
+                   ('5:1:0', 'K must be >= 1, U >= 0 and S > 0'),
+                   ('5:1:1:cosine', "schedule 'cosine' is not one of")):
     with pytest.raises(app.UsageError, match=f"--refine_steps entry '{bad}': {why}"):
       cli.parse_refine_steps('refine_steps', [bad])

@@ -316,15 +316,17 @@ def load_config(workdir: str) -> config_lib.Config:
 def restore(workdir: str, step: Optional[int] = None, *,
             sample_flow_steps: Optional[int] = None,
             sample_d_steps: Optional[int] = None,
-            sample_step_size: Optional[float] = None):
+            sample_step_size: Optional[float] = None,
+            sample_step_schedule: Optional[str] = None):
   """``(config, method, state)`` from a workdir's checkpoint, without the training data.
 
   With ``step`` None the newest readable checkpoint is used; corrupt ones
   are skipped with a warning (and left in place). ``sample_flow_steps``,
-  ``sample_d_steps`` and ``sample_step_size``, when given, replace those
-  ``vgrow`` fields (VGrow's refined sampling; the state does not depend on
-  them) in the returned config and method. Refined sampling that re-fits D
-  (both steps > 0) loads the training data from ``config.data``.
+  ``sample_d_steps``, ``sample_step_size`` and ``sample_step_schedule``,
+  when given, replace those ``vgrow`` fields (VGrow's refined sampling; the
+  state does not depend on them) in the returned config and method. Refined
+  sampling that re-fits D (both steps > 0) loads the training data from
+  ``config.data``.
 
   Raises:
     FileNotFoundError: no config, data spec or checkpoint in ``workdir``.
@@ -334,7 +336,9 @@ def restore(workdir: str, step: Optional[int] = None, *,
   cfg = load_config(workdir)
   overrides = {k: v for k, v in (('sample_flow_steps', sample_flow_steps),
                                  ('sample_d_steps', sample_d_steps),
-                                 ('sample_step_size', sample_step_size)) if v is not None}
+                                 ('sample_step_size', sample_step_size),
+                                 ('sample_step_schedule', sample_step_schedule))
+               if v is not None}
   if overrides:
     cfg = dataclasses.replace(cfg, vgrow=dataclasses.replace(cfg.vgrow, **overrides))
   spec_path = os.path.join(workdir, DATA_SPEC_FILE)

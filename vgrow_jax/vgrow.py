@@ -101,6 +101,28 @@ def divergence_of(cfg: config_lib.VGrowConfig) -> divergences.Divergence:
   return div
 
 
+def sample_step_sizes(step_size: float, num_steps: int, schedule: str) -> Array:
+  """η_k of the K sample-time flow steps, ``[K]``.
+
+  ``'constant'``: η_k = η. ``'linear'``: η_k = η·(1 − k/K), k = 0 … K−1, from η
+  down to η/K, so the total move Σ η_k = η·(K + 1)/2. Re-fitted, D keeps
+  telling the samples from the data by chance, and a sample jitters by about
+  η_k·|h| per step; a decaying η lets that jitter die out (simulated
+  annealing's cooling, applied to the step) while the early steps still
+  move samples the whole way.
+
+  Raises:
+    ValueError: an unknown schedule (the config checks it first).
+  """
+  k = jnp.arange(num_steps, dtype=jnp.float32)
+  if schedule == 'constant':
+    return jnp.full((num_steps,), step_size, jnp.float32)
+  if schedule == 'linear':
+    return step_size * (1.0 - k / num_steps)
+  raise ValueError(f'sample step schedule {schedule!r}: expected one of '
+                   f'{config_lib.SAMPLE_STEP_SCHEDULES}')
+
+
 def particle_clip(cfg: config_lib.VGrowConfig, dataset: data_lib.Dataset):
   if cfg.clip_to_data_range:
     return dataset.value_range
@@ -222,9 +244,12 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     if not num_steps:
       return x
     eta = vc.step_size if vc.sample_step_size is None else vc.sample_step_size
+    etas = sample_step_sizes(eta, num_steps, vc.sample_step_schedule)  # [K]
     if not vc.sample_d_steps:
       logit_fn = lambda y: d_net.eval_apply(state.d_params, state.d_state, y)
-      return flow.flow(logit_fn, x, div, step_size=eta, num_steps=num_steps, clip=clip)
+      x, _ = jax.lax.scan(
+          lambda y, e: (flow.flow_step(logit_fn, y, div, step_size=e, clip=clip), None), x, etas)
+      return x
     # The outer loop's particle phase with G frozen: D keeps being fitted to
     # the moving samples against real data, so it stays a density-ratio
     # estimate where the samples are instead of being extrapolated past them.
@@ -235,8 +260,9 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     n = x.shape[0]
     d_batch = min(vc.sample_d_batch_size, n) if vc.sample_d_batch_size else n
     (_, _, _, x), _ = jax.lax.scan(
-        lambda c, k: particle_step(dataset.arrays, c, k, vc.sample_d_steps, d_batch, eta),
-        (state.d_params, state.d_state, d_opt_state, x), jax.random.split(key, num_steps))
+        lambda c, ke: particle_step(dataset.arrays, c, ke[0], vc.sample_d_steps, d_batch, ke[1]),
+        (state.d_params, state.d_state, d_opt_state, x),
+        (jax.random.split(key, num_steps), etas))
     return x
 
   def step(state: VGrowState, data_arrays: Any) -> Tuple[VGrowState, Dict[str, Array]]:
