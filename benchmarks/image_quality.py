@@ -140,7 +140,7 @@ def score(entry: str, wd: str, loops: int, seconds: float, classifier: str, flow
       'seed': _SEED.value, 'max_seconds': _MAX_SECONDS.value, 'loops': loops,
       'seconds': seconds, 'workdir': wd, 'grid': grid_path, 'fcd': r['eval_fcd'],
       'kid': r['eval_kid'], 'kid_std': r['eval_kid_std'], 'score': r['eval_classifier_score'],
-      'score_reference': r['eval_classifier_score_reference'],
+      'score_reference': r['eval_classifier_score_reference'], 'class_tv': r['eval_class_tv'],
       'precision': r['eval_precision'], 'recall': r['eval_recall'],
       'protocol': r['protocol']}
 
@@ -153,15 +153,16 @@ def _table(records) -> str:
            f"({p['reference']}); features: {p['features']}; KID: {p['kid']}; "
            f"classifier score ceiling (held-out digits) {records[0]['score_reference']:.2f}",
            '',
-           '| method | arch | FCD ↓ | KID ↓ | classifier score ↑ | precision | recall | '
-           'outer loops | seconds |',
-           '|---|---|---|---|---|---|---|---|---|']
+           '| method | arch | FCD ↓ | KID ↓ | classifier score ↑ | class TV ↓ | precision | '
+           'recall | outer loops | seconds |',
+           '|---|---|---|---|---|---|---|---|---|---|']
   for r in sorted(records, key=lambda r: r['fcd']):
+    tv = f"{r['class_tv']:.3f}" if 'class_tv' in r else '–'  # older records lack it
     lines.append(f"| {r['method']} | {r['arch']} | {r['fcd']:.2f} | {r['kid']:.3f} ± "
-                 f"{r['kid_std']:.3f} | {r['score']:.2f} | {r['precision']:.3f} | "
+                 f"{r['kid_std']:.3f} | {r['score']:.2f} | {tv} | {r['precision']:.3f} | "
                  f"{r['recall']:.3f} | {r['loops']} | {r['seconds']:.0f} |")
   for r in diverged:
-    lines.append(f"| {r['method']} | {r['arch']} | diverged (non-finite state) | | | | | | "
+    lines.append(f"| {r['method']} | {r['arch']} | diverged (non-finite state) | | | | | | | "
                  f"{r['seconds']:.0f} |")
   return '\n'.join(lines)
 

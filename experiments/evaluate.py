@@ -143,6 +143,7 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
   record = {'loop': int(state.step), 'eval_fcd': m['fd'], 'eval_kid': m['kid'],
             'eval_kid_std': m['kid_std'], 'eval_classifier_score': m['score'],
             'eval_classifier_score_reference': m['score_reference'],
+            'eval_class_tv': m['class_tv'],
             'eval_precision': m['precision'], 'eval_recall': m['recall'], 'protocol': protocol}
   if inception_weights:
     mi = image_metrics.evaluate_images(
@@ -167,6 +168,7 @@ def format_record(r: Dict[str, Any]) -> str:
       f"  KID {r['eval_kid']:.5f} ± {r['eval_kid_std']:.5f} ({p['kid']})",
       f"  classifier score {r['eval_classifier_score']:.3f} "
       f"(reference images: {r['eval_classifier_score_reference']:.3f})",
+      f"  class balance: label-histogram TV distance to the reference {r['eval_class_tv']:.3f}",
       f"  precision {r['eval_precision']:.3f}, recall {r['eval_recall']:.3f} "
       f"({p['precision_recall']})",
   ] + ([f"  FID {r['eval_fid']:.3f}, KID {r['eval_kid_inception']:.5f} ± "

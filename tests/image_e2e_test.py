@@ -63,9 +63,11 @@ def test_vgrow_on_digits_writes_figures_and_vgrow_eval_scores_it(tmp_path, digit
   assert r['eval_classifier_score_reference'] > 3
   assert r['eval_classifier_score'] < r['eval_classifier_score_reference']
   assert r['eval_fcd'] > 0 and r['eval_kid'] > 3 * r['eval_kid_std']
+  assert 0 < r['eval_class_tv'] <= 1  # two loops do not make the held-out digits' classes
   last = json.loads(open(os.path.join(wd, 'metrics.jsonl')).read().splitlines()[-1])
   assert last['eval_fcd'] == r['eval_fcd'] and last['loop'] == 2
   assert 'Fréchet classifier distance' in eval_app.format_record(r)
+  assert 'label-histogram TV distance' in eval_app.format_record(r)
   assert 'sampling' not in p
   # Refined sampling: other images (moved along D), same reference, the protocol says so.
   rr = eval_app.evaluate_workdir(wd, classifier_path=clf_path, num_samples=100, kid_subsets=10,

@@ -73,6 +73,20 @@ def test_kid_is_zero_in_expectation_for_one_distribution_and_positive_otherwise(
   assert mean > 5 * std > 0
 
 
+def test_class_histogram_distance_on_hand_cases():
+  eye = np.eye(10)
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 10, 300)
+  assert im.class_histogram_distance(eye[labels], eye[labels]) == 0.0
+  assert im.class_histogram_distance(eye[rng.permutation(labels)], eye[labels]) == 0.0
+  assert im.class_histogram_distance(eye[[0, 1] * 5], eye[[2, 3] * 5]) == 1.0  # disjoint
+  # generated 60% / 40% over classes 0, 1; reference 50% / 50%: TV 0.1.
+  gen = eye[[0] * 6 + [1] * 4] * 0.8 + 0.02
+  assert im.class_histogram_distance(gen, eye[[0, 1] * 5]) == pytest.approx(0.1)
+  with pytest.raises(ValueError, match=r'one K, got \(10, 10\) and \(3, 4\)'):
+    im.class_histogram_distance(eye, np.ones((3, 4)))
+
+
 def test_classifier_score_on_hand_cases():
   assert im.classifier_score(np.eye(10), num_splits=1)[0] == pytest.approx(10)
   assert im.classifier_score(np.full((50, 10), 0.1), num_splits=5) == pytest.approx((1.0, 0.0))

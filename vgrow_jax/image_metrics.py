@@ -141,8 +141,8 @@ def classifier_score(probs: np.ndarray, *, num_splits: int = 1, seed: int = 0,
     seed: of the shuffle.
     eps: guards log 0.
 
-  >>> classifier_score(np.eye(10), num_splits=1)[0]  # confident and diverse: K
-  10.000000000000002
+  >>> round(classifier_score(np.eye(10), num_splits=1)[0], 6)  # confident and diverse: K
+  10.0
   """
   probs = np.asarray(probs, np.float64)
   if probs.ndim != 2 or len(probs) < num_splits:
@@ -154,6 +154,32 @@ def classifier_score(probs: np.ndarray, *, num_splits: int = 1, seed: int = 0,
     kl = np.sum(part * (np.log(part + eps) - np.log(py + eps)), axis=1)
     scores.append(np.exp(kl.mean()))
   return float(np.mean(scores)), float(np.std(scores))
+
+
+def class_histogram_distance(probs: np.ndarray, reference_probs: np.ndarray) -> float:
+  """Total variation ½ Σ_k |h(k) − h_ref(k)| between the classifier's label histograms.
+
+  h(k) is the fraction of samples whose most probable class is k. 0 when the
+  generated classes come in the reference's proportions, 1 when no class is
+  shared. It isolates the class balance that the classifier score mixes with
+  confidence: score = exp(H(E p) − E H(p)), and a generator can raise E H(p)'s
+  term while its classes drift out of balance.
+
+  Args:
+    probs: ``[N, K]`` class probabilities of the generated samples.
+    reference_probs: ``[M, K]`` of the reference samples.
+
+  >>> class_histogram_distance(np.eye(4)[[0, 1, 2, 3]], np.eye(4)[[0, 0, 1, 1]])
+  0.5
+  """
+  probs, reference_probs = np.asarray(probs), np.asarray(reference_probs)
+  if probs.ndim != 2 or reference_probs.ndim != 2 or probs.shape[1] != reference_probs.shape[1]:
+    raise ValueError(f'probs must be [N, K] and [M, K] with one K, got {probs.shape} and '
+                     f'{reference_probs.shape}')
+  k = probs.shape[1]
+  h = np.bincount(probs.argmax(1), minlength=k) / len(probs)
+  h_ref = np.bincount(reference_probs.argmax(1), minlength=k) / len(reference_probs)
+  return float(0.5 * np.abs(h - h_ref).sum())
 
 
 def _pairwise_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -211,7 +237,8 @@ def evaluate_images(generated: np.ndarray, reference: np.ndarray, *, feature_fn:
 
   Returns:
     ``fd``, ``kid``, ``kid_std``, ``precision``, ``recall`` and, with
-    ``probs_fn``, ``score`` and ``score_reference``.
+    ``probs_fn``, ``score``, ``score_reference`` and ``class_tv``
+    (:func:`class_histogram_distance`).
   """
   fg, fr = features(feature_fn, generated), features(feature_fn, reference)
   kid, kid_std = kernel_inception_distance(fg, fr, num_subsets=kid_subsets,
@@ -220,6 +247,8 @@ def evaluate_images(generated: np.ndarray, reference: np.ndarray, *, feature_fn:
   out = {'fd': frechet_distance_of_features(fg, fr), 'kid': kid, 'kid_std': kid_std,
          'precision': precision, 'recall': recall}
   if probs_fn is not None:
-    out['score'] = classifier_score(features(probs_fn, generated))[0]
-    out['score_reference'] = classifier_score(features(probs_fn, reference))[0]
+    pg, pr = features(probs_fn, generated), features(probs_fn, reference)
+    out['score'] = classifier_score(pg)[0]
+    out['score_reference'] = classifier_score(pr)[0]
+    out['class_tv'] = class_histogram_distance(pg, pr)
   return out
