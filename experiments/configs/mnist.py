@@ -26,7 +26,10 @@ of G (β = 0.99); no spectral norm on the MLP D (it hurt here, see below;
 ``--config.model.d_spectral_norm=True`` turns it on). L = 3 and the EMA come
 from a 150-s tuning round (benchmarks/RESULTS.md, B3 session 5): with L = 1 G
 never caught up with its moved particles (fit loss ≈ the particle shift). The
-best divergence there was Jeffreys (``mnist.py:vgrow:jeffreys``). Every other method
+best divergence there was Jeffreys (``mnist.py:vgrow:jeffreys``): the lowest FCD of every
+method at 150 s of training, but its classes drift with longer training (at 1,800 s, 45% of
+its digits were ones, FCD 114; RESULTS.md B3 session 6), so keep the 2,000 loops below or
+watch ``vgrow-eval``'s class balance. Every other method
 gets its published defaults (its ``HParams``), with
 ``g_steps_per_loop``/``steps_per_loop`` = 20 so that one compiled dispatch
 runs 20 generator iterations, the VAE's Bernoulli decoder (its MNIST
