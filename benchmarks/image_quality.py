@@ -105,33 +105,30 @@ def run_one(entry: str, classifier: str):
              'seconds': time.time() - t0}]
   seconds = time.time() - t0
   flows = [cli.RefineEntry(0)] + (_refine_steps() if cfg.method == 'vgrow' else [])
-  return [score(entry, wd, out['loop'], seconds, classifier, *k) for k in flows]
+  return [score(entry, wd, out['loop'], seconds, classifier, k) for k in flows]
 
 
 def _refine_steps():
   return cli.parse_refine_steps('refine_steps', _REFINE.value)
 
 
-def _suffix(flow_steps: int, d_steps: int, scale: float = 1.0, schedule: str = 'constant') -> str:
-  if not flow_steps:
+def _suffix(refine: cli.RefineEntry) -> str:
+  if not refine.steps:
     return ''
-  eta = ('' if scale == 1 else f'eta{scale:g}') + ('' if schedule == 'constant' else schedule)
-  return (f'+refit{flow_steps}x{d_steps}' if d_steps else f'+flow{flow_steps}') + eta
+  return ('+refit' if refine.d_steps else '+flow') + refine.short()
 
 
-def score(entry: str, wd: str, loops: int, seconds: float, classifier: str, flow_steps: int,
-          d_steps: int = 0, scale: float = 1.0, schedule: str = 'constant'):
-  """The record of a trained workdir, sampled with ``flow_steps`` refinement steps (VGrow),
-  D re-fitted with ``d_steps`` steps before each (0: along the final D), η × ``scale`` under
-  the ``schedule`` (constant or linear decay)."""
-  sampling = {'sample_flow_steps': flow_steps, 'sample_d_steps': d_steps,
-              'sample_step_size': (None if scale == 1
-                                   else train.load_config(wd).vgrow.step_size * scale),
-              'sample_step_schedule': schedule}
+def score(entry: str, wd: str, loops: int, seconds: float, classifier: str,
+          refine: cli.RefineEntry):
+  """The record of a trained workdir, sampled with ``refine`` (VGrow's refined sampling:
+  K flow steps, D re-fitted with U steps before each or along the final D, η × S, η's
+  schedule; K = 0: plain G(z))."""
+  # K = 0 still overrides: plain G(z) even where the run's config refines by default.
+  sampling = refine.sampling(train.load_config(wd).vgrow.step_size)
   r = eval_lib.evaluate_workdir(wd, classifier_path=classifier, **sampling)
   _, method, state = train.restore(wd, **sampling)
   grid = np.asarray(train.generate(method, state, train.eval_latents(method, 1234, 64)))
-  suffix = _suffix(flow_steps, d_steps, scale, schedule)
+  suffix = _suffix(refine)
   grid_path = os.path.join(wd, f'grid64_{suffix[1:] or "flow0"}.npy')
   np.save(grid_path, grid.astype(np.float32))
   return {
@@ -202,7 +199,7 @@ def main(argv):
         continue
       for refine in _refine_steps():
         rec = score(entry, base[-1]['workdir'], base[-1]['loops'], base[-1]['seconds'],
-                    _classifier_path(), *refine)
+                    _classifier_path(), refine)
         print(json.dumps(rec), flush=True)
         with open(path, 'a') as f:
           f.write(json.dumps(rec) + '\n')

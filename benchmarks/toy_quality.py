@@ -125,10 +125,8 @@ def _refine_label(k, u, scale=1.0, schedule='constant'):
   return f'{k} flow steps re-fitting D ({u} D step{"s" if u > 1 else ""} each{eta})'
 
 
-def _refined_path(samples_path, k, u, scale=1.0, schedule='constant'):
-  tail = '' if scale == 1 else f'x{scale:g}'
-  tail += '' if schedule == 'constant' else f'_{schedule}'
-  return samples_path.replace('.npy', f'_refined{k}x{u}{tail}.npy')
+def _refined_path(samples_path, refine: cli.RefineEntry):
+  return samples_path.replace('.npy', f'_refined{refine.short()}.npy')
 
 
 def _samples_path(dataset: str, entry: str, seed: int) -> str:
@@ -192,18 +190,16 @@ def refine_scores(wd: str, dataset: str, entry: str, seed: int):
   ds = data_lib.load(cfg.data)
   z = train.eval_latents(method, seed, 2500)
   out = []
-  for k, u, scale, schedule in _refine_steps():
+  for refine in _refine_steps():
     t1 = time.time()
-    _, refining, _ = train.restore(wd, sample_flow_steps=k, sample_d_steps=u,
-                                   sample_step_size=cfg.vgrow.step_size * scale,
-                                   sample_step_schedule=schedule)
+    _, refining, _ = train.restore(wd, **refine.sampling(cfg.vgrow.step_size))
     moved = np.asarray(train.generate(refining, state, z), np.float32)
     m = metrics.mode_metrics(moved, ds.modes, ds.std)
-    path = _refined_path(_samples_path(dataset, entry, seed), k, u, scale, schedule)
+    path = _refined_path(_samples_path(dataset, entry, seed), refine)
     np.save(path, moved)
-    out.append({'steps': k, 'd_steps': u, 'step_scale': scale, 'step_schedule': schedule,
-                'samples': path,
-                'seconds': time.time() - t1, **m})
+    out.append({'steps': refine.steps, 'd_steps': refine.d_steps,
+                'step_scale': refine.step_scale, 'step_schedule': refine.schedule,
+                'samples': path, 'seconds': time.time() - t1, **m})
   return out
 
 
@@ -297,8 +293,7 @@ def _figure(records, path):
         r, x = scored[0]
         s = np.load(x['samples'])
         ax.scatter(s[:, 0], s[:, 1], s=1, c='tab:red', alpha=0.5)
-        how = (f' +{key[0]}x{key[1]}' + (f'x{key[2]:g}' if key[2] != 1 else '')
-               + (f' {key[3]}' if key[3] != 'constant' else '')) if key else ''
+        how = f' +{key.short()}' if key else ''
         ax.set_title(f'{entry}{how} {dataset} s{r["seed"]}: {x["modes"]}/{r["num_modes"]}, '
                      f'{100 * x["high_quality"]:.1f}%', fontsize=8)
       else:

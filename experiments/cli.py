@@ -147,6 +147,18 @@ class RefineEntry(NamedTuple):
   step_scale: float = 1.0
   schedule: str = 'constant'
 
+  def short(self) -> str:
+    """'K', 'KxU' (U > 0), then 'xS' for η × S and '_linear' for a decaying η (names, labels)."""
+    return (f'{self.steps}' + (f'x{self.d_steps}' if self.d_steps else '')
+            + (f'x{self.step_scale:g}' if self.step_scale != 1 else '')
+            + (f'_{self.schedule}' if self.schedule != 'constant' else ''))
+
+  def sampling(self, step_size: float) -> Dict[str, Any]:
+    """The ``train.restore`` keywords of this sampler for a run trained with η = ``step_size``."""
+    return {'sample_flow_steps': self.steps, 'sample_d_steps': self.d_steps,
+            'sample_step_size': step_size * self.step_scale,
+            'sample_step_schedule': self.schedule}
+
 
 def parse_refine_steps(flag: str, entries: Sequence[str]) -> List[RefineEntry]:
   """Refined-sampling entries 'K', 'K:U', 'K:U:S' or 'K:U:S:linear' -> [RefineEntry].

@@ -87,3 +87,12 @@ def test_refine_steps_entries_parse_to_flow_and_d_steps_and_bad_ones_are_named()
                    ('5:1:1:cosine', "schedule 'cosine' is not one of")):
     with pytest.raises(app.UsageError, match=f"--refine_steps entry '{bad}': {why}"):
       cli.parse_refine_steps('refine_steps', [bad])
+
+
+def test_refine_entry_names_and_restore_keywords():
+  assert [e.short() for e in cli.parse_refine_steps('r', ['30', '100:1', '400:1:0.25',
+                                                          '200:3:1:linear'])] == [
+      '30', '100x1', '400x1x0.25', '200x3_linear']
+  assert cli.RefineEntry(400, 1, 0.25, 'linear').sampling(0.2) == {
+      'sample_flow_steps': 400, 'sample_d_steps': 1, 'sample_step_size': 0.05,
+      'sample_step_schedule': 'linear'}

@@ -114,11 +114,10 @@ def sample_step_sizes(step_size: float, num_steps: int, schedule: str) -> Array:
   Raises:
     ValueError: an unknown schedule (the config checks it first).
   """
-  k = jnp.arange(num_steps, dtype=jnp.float32)
   if schedule == 'constant':
     return jnp.full((num_steps,), step_size, jnp.float32)
   if schedule == 'linear':
-    return step_size * (1.0 - k / num_steps)
+    return step_size * (1.0 - jnp.arange(num_steps, dtype=jnp.float32) / num_steps)
   raise ValueError(f'sample step schedule {schedule!r}: expected one of '
                    f'{config_lib.SAMPLE_STEP_SCHEDULES}')
 
