@@ -264,7 +264,8 @@ def _figure(records, path):
   """One scatter panel per (dataset, method): the first seed that did not diverge.
 
   Where runs scored refined sampling, a second row per dataset shows the
-  samples of the last --refine_steps entry.
+  samples of the last --refine_steps entry (of the last one scored when the
+  flag names none of them).
   """
   entries = [e for e in _METHODS.value if any(r['method'] == e for r in records)]
   rows = []  # (dataset, refine key or None)
@@ -275,7 +276,8 @@ def _figure(records, path):
     rows.append((d, None))
     keys = [k for r in rs for k, x in _refined(r).items() if os.path.exists(x.get('samples', ''))]
     if keys:
-      rows.append((d, keys[-1]))
+      flagged = [k for k in keys if k in _refine_steps()]
+      rows.append((d, (flagged or keys)[-1]))
   fig, axes = plt.subplots(len(rows), len(entries),
                            figsize=(3.2 * len(entries), 3.2 * len(rows)), squeeze=False)
   for i, (dataset, key) in enumerate(rows):

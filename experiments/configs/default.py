@@ -5,8 +5,12 @@ Pass a divergence after a colon to switch it: ``--config=.../default.py:js``.
 
 from experiments.configs import common
 
-# The particle step on the grid (tuned: benchmarks/RESULTS.md, B2); ring.py scales it.
-STEP_SIZE = 0.2
+# The grid's D sees 2·x and moves particles by η = 0.1 (tuned: benchmarks/RESULTS.md,
+# B2 session 7). A spectrally normalised logit is 1-Lipschitz: on 1·x it can
+# change by at most 0.15 within a mode's 3σ, too little to say where a mode's
+# centre is, and whole modes of samples settled up to 0.2 off centre (4σ).
+D_INPUT_SCALE = 2.0
+STEP_SIZE = 0.1
 
 
 def get_config(divergence: str = 'kl'):
@@ -25,6 +29,7 @@ def get_config(divergence: str = 'kl'):
   c.model.d_depth = 3
   c.model.d_spectral_norm = True
   c.model.sn_power_iterations = 1
+  c.model.d_input_scale = D_INPUT_SCALE
   c.vgrow.divergence = divergence or 'kl'
   c.vgrow.batch_size = 256
   c.vgrow.pool_batches = 8

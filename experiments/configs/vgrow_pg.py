@@ -30,6 +30,7 @@ def get_config(data: str = 'grid'):
   else:
     c = default.get_config('kl')
     c.data.name = data
+    c.model.d_input_scale = 1.0  # the code's D sees x
     c.vgrow.batch_size = 256
   c.vgrow.pool_batches = 1
   c.vgrow.particle_steps = 1
