@@ -139,6 +139,7 @@ def score(entry: str, wd: str, loops: int, seconds: float, classifier: str,
       'kid': r['eval_kid'], 'kid_std': r['eval_kid_std'], 'score': r['eval_classifier_score'],
       'score_reference': r['eval_classifier_score_reference'], 'class_tv': r['eval_class_tv'],
       'precision': r['eval_precision'], 'recall': r['eval_recall'],
+      'd_gap': r.get('eval_d_gap'),  # None for methods without a discriminator
       'protocol': r['protocol']}
 
 
@@ -151,15 +152,17 @@ def _table(records) -> str:
            f"classifier score ceiling (held-out digits) {records[0]['score_reference']:.2f}",
            '',
            '| method | arch | FCD ↓ | KID ↓ | classifier score ↑ | class TV ↓ | precision | '
-           'recall | outer loops | seconds |',
-           '|---|---|---|---|---|---|---|---|---|---|']
+           'recall | D gap | outer loops | seconds |',
+           '|---|---|---|---|---|---|---|---|---|---|---|']
   for r in sorted(records, key=lambda r: r['fcd']):
-    tv = f"{r['class_tv']:.3f}" if 'class_tv' in r else '–'  # older records lack it
+    # Older records lack the class TV and the D gap; methods without a D have no gap.
+    tv = f"{r['class_tv']:.3f}" if 'class_tv' in r else '–'
+    gap = f"{r['d_gap']:.2f}" if r.get('d_gap') is not None else '–'
     lines.append(f"| {r['method']} | {r['arch']} | {r['fcd']:.2f} | {r['kid']:.3f} ± "
                  f"{r['kid_std']:.3f} | {r['score']:.2f} | {tv} | {r['precision']:.3f} | "
-                 f"{r['recall']:.3f} | {r['loops']} | {r['seconds']:.0f} |")
+                 f"{r['recall']:.3f} | {gap} | {r['loops']} | {r['seconds']:.0f} |")
   for r in diverged:
-    lines.append(f"| {r['method']} | {r['arch']} | diverged (non-finite state) | | | | | | | "
+    lines.append(f"| {r['method']} | {r['arch']} | diverged (non-finite state) | | | | | | | | "
                  f"{r['seconds']:.0f} |")
   return '\n'.join(lines)
 

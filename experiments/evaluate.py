@@ -145,6 +145,17 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
             'eval_classifier_score_reference': m['score_reference'],
             'eval_class_tv': m['class_tv'],
             'eval_precision': m['precision'], 'eval_recall': m['recall'], 'protocol': protocol}
+  if held_out and method.logit is not None:
+    # As many training images as reference images, so the two means are alike in noise.
+    train_imgs = image_data.load_arrays(data_cfg, data_cfg.split).images
+    seen = np.random.default_rng(1).permutation(len(train_imgs))[:n]
+    gap = image_metrics.logit_gap(lambda x: method.logit(state, x),
+                                  np.asarray(image_data.to_unit_range(train_imgs[seen])),
+                                  reference)
+    record.update({'eval_d_logit_train': gap['seen'], 'eval_d_logit_held_out': gap['unseen'],
+                   'eval_d_gap': gap['gap']})
+    protocol['d_gap'] = (f"D's mean logit on {min(n, len(train_imgs))} training images minus "
+                         f'on the {n} held-out reference images')
   if inception_weights:
     mi = image_metrics.evaluate_images(
         generated, reference, feature_fn=inception.feature_fn(
@@ -171,5 +182,8 @@ def format_record(r: Dict[str, Any]) -> str:
       f"  class balance: label-histogram TV distance to the reference {r['eval_class_tv']:.3f}",
       f"  precision {r['eval_precision']:.3f}, recall {r['eval_recall']:.3f} "
       f"({p['precision_recall']})",
-  ] + ([f"  FID {r['eval_fid']:.3f}, KID {r['eval_kid_inception']:.5f} ± "
+  ] + ([f"  discriminator: mean logit {r['eval_d_logit_train']:.3f} on training images, "
+         f"{r['eval_d_logit_held_out']:.3f} on held-out ones (gap {r['eval_d_gap']:.3f}; a "
+         "large gap means D memorised its training images)"] if 'eval_d_gap' in r else []
+  ) + ([f"  FID {r['eval_fid']:.3f}, KID {r['eval_kid_inception']:.5f} ± "
         f"{r['eval_kid_inception_std']:.5f} ({p['inception']})"] if 'eval_fid' in r else []))

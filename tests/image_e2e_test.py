@@ -68,6 +68,10 @@ def test_vgrow_on_digits_writes_figures_and_vgrow_eval_scores_it(tmp_path, digit
   assert last['eval_fcd'] == r['eval_fcd'] and last['loop'] == 2
   assert 'Fréchet classifier distance' in eval_app.format_record(r)
   assert 'label-histogram TV distance' in eval_app.format_record(r)
+  # D's logit on as many training digits as held-out ones (VGrow has a D).
+  assert r['eval_d_gap'] == pytest.approx(r['eval_d_logit_train'] - r['eval_d_logit_held_out'])
+  assert np.isfinite(r['eval_d_gap']) and p['d_gap'].endswith('on the 100 held-out reference images')
+  assert 'memorised its training images' in eval_app.format_record(r)
   assert 'sampling' not in p
   # Refined sampling: other images (moved along D), same reference, the protocol says so.
   rr = eval_app.evaluate_workdir(wd, classifier_path=clf_path, num_samples=100, kid_subsets=10,

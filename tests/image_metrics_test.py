@@ -87,6 +87,26 @@ def test_class_histogram_distance_on_hand_cases():
     im.class_histogram_distance(eye, np.ones((3, 4)))
 
 
+def test_logit_gap_is_zero_for_a_fair_d_and_measures_a_memorising_one():
+  rng = np.random.default_rng(0)
+  seen, unseen = rng.normal(size=(200, 3, 3)), rng.normal(size=(150, 3, 3))
+  # A D that memorised its training images: d(x) = -min_j |x - seen_j|², 0 on them.
+  flat = seen.reshape(len(seen), -1)
+  memorised = lambda x: -((x.reshape(len(x), 1, -1) - flat[None]) ** 2).sum(-1).min(1)
+  g = im.logit_gap(memorised, seen, unseen, batch_size=64)
+  want = -((unseen.reshape(150, 1, -1) - flat[None]) ** 2).sum(-1).min(1).mean()
+  assert g['seen'] == 0.0 and g['unseen'] == pytest.approx(want) and g['gap'] == pytest.approx(-want)
+  assert g['gap'] > 1  # the nearest of 200 points in 9-d is several units² away
+  # A D that is a function of the distribution only (here the norm): the gap is the
+  # difference of two sample means, ~0 within its standard error.
+  norm = lambda x: (x.reshape(len(x), -1) ** 2).sum(1)
+  g = im.logit_gap(norm, seen, unseen)
+  se = np.sqrt(2 * 9 * (1 / 200 + 1 / 150))  # var of a chi2(9) is 18
+  assert abs(g['gap']) < 3 * se and g['gap'] == pytest.approx(g['seen'] - g['unseen'])
+  with pytest.raises(ValueError, match='one logit per image, got 9 and 9'):
+    im.logit_gap(lambda x: x.reshape(len(x), -1), seen, unseen)
+
+
 def test_classifier_score_on_hand_cases():
   assert im.classifier_score(np.eye(10), num_splits=1)[0] == pytest.approx(10)
   assert im.classifier_score(np.full((50, 10), 0.1), num_splits=5) == pytest.approx((1.0, 0.0))

@@ -255,5 +255,6 @@ def make_method(name: str, cfg: config_lib.Config, dataset: data_lib.Dataset,
     metrics = {**jax.tree.map(jnp.mean, metrics), 'g_lr': g_lr, 'd_lr': d_lr}
     return s.replace(step=state.step + 1), metrics
 
-  return method_lib.Method(name=name, init=init, step=step, generate=generate,
-                           latent_dim=nz)
+  return method_lib.Method(
+      name=name, init=init, step=step, generate=generate, latent_dim=nz,
+      logit=lambda state, x: d_net.eval_apply(state.d_params, state.d_state, x))

@@ -182,6 +182,40 @@ def class_histogram_distance(probs: np.ndarray, reference_probs: np.ndarray) -> 
   return float(0.5 * np.abs(h - h_ref).sum())
 
 
+def logit_gap(logit_fn: Callable[[np.ndarray], np.ndarray], seen: np.ndarray,
+              unseen: np.ndarray, *, batch_size: int = 500) -> Dict[str, float]:
+  """How much a discriminator has memorised its training data.
+
+  A logistic D trained on real (label 1) against generated samples estimates
+  d(x) ≈ log p_data(x)/p_model(x) and should score real images it has seen and
+  real images it has not alike. The gap
+
+  .. math::  E_{x \\in seen}\\, d(x) - E_{x \\in unseen}\\, d(x)
+
+  grows when D memorises the training images; its density ratio is then wrong
+  off them, and a flow along ∇d pulls samples toward the memorised images.
+
+  Args:
+    logit_fn: ``[B, ...] -> [B]``, e.g. ``lambda x: method.logit(state, x)``.
+    seen: ``[N, ...]`` training images, in the model's input range.
+    unseen: ``[M, ...]`` held-out images of the same distribution.
+    batch_size: images per ``logit_fn`` call.
+
+  Returns:
+    ``{'seen': mean d, 'unseen': mean d, 'gap': seen − unseen}`` (float64 means).
+
+  >>> logit_gap(lambda x: x.sum(axis=1), np.ones((3, 2)), np.zeros((5, 2)))
+  {'seen': 2.0, 'unseen': 0.0, 'gap': 2.0}
+  """
+  d_seen = features(logit_fn, np.asarray(seen), batch_size=batch_size)
+  d_unseen = features(logit_fn, np.asarray(unseen), batch_size=batch_size)
+  if d_seen.shape[1] != 1 or d_unseen.shape[1] != 1:
+    raise ValueError(f'logit_fn must return one logit per image, got {d_seen.shape[1]} and '
+                     f'{d_unseen.shape[1]} values per image')
+  seen_mean, unseen_mean = float(d_seen.mean()), float(d_unseen.mean())
+  return {'seen': seen_mean, 'unseen': unseen_mean, 'gap': seen_mean - unseen_mean}
+
+
 def _pairwise_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
   return np.sqrt(np.clip(d2, 0, None))

@@ -13,7 +13,7 @@ calls the fields of :class:`Method`, so it never branches on method names.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Dict, NamedTuple, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import jax
 
@@ -32,6 +32,9 @@ class Method(NamedTuple):
       figures.
     generate: ``(state, z [N, nz]) -> samples [N, ...]`` in evaluation mode.
     latent_dim: nz.
+    logit: ``(state, x [N, ...]) -> [N]``, the discriminator's (or critic's)
+      output in evaluation mode, for diagnostics such as
+      :func:`vgrow_jax.image_metrics.logit_gap`; None for methods without one.
   """
 
   name: str
@@ -39,6 +42,7 @@ class Method(NamedTuple):
   step: Callable[[Any, Any], Tuple[Any, Dict[str, Array]]]
   generate: Callable[[Any, Array], Array]
   latent_dim: int
+  logit: Optional[Callable[[Any, Array], Array]] = None
 
 
 # name -> 'module:factory'; imported lazily so that a method's dependencies

@@ -304,6 +304,6 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
         d_params=d_params, d_state=d_state, d_opt_state=d_opt_state, g_ema_params=g_ema_params)
     return new_state, metrics
 
-  return method_lib.Method(name='vgrow', init=init, step=step,
-                           generate=generate,
-                           latent_dim=nz)
+  return method_lib.Method(
+      name='vgrow', init=init, step=step, generate=generate, latent_dim=nz,
+      logit=lambda state, x: d_net.eval_apply(state.d_params, state.d_state, x))
