@@ -28,8 +28,12 @@ from a 150-s tuning round (benchmarks/RESULTS.md, B3 session 5): with L = 1 G
 never caught up with its moved particles (fit loss ≈ the particle shift). The
 best divergence there was Jeffreys (``mnist.py:vgrow:jeffreys``): the lowest FCD of every
 method at 150 s of training, but its classes drift with longer training (at 1,800 s, 45% of
-its digits were ones, FCD 114; RESULTS.md B3 session 6), so keep the 2,000 loops below or
-watch ``vgrow-eval``'s class balance. Every other method
+its digits were ones, FCD 114; RESULTS.md B3 sessions 6-7) because its unconstrained D
+memorises the 4,000 training digits (``vgrow-eval``'s D gap: 0.4 at 150 s, 6.0 at 1,800 s).
+For runs longer than the 2,000 loops below, add a gradient penalty on D,
+``--config.vgrow.d_gradient_penalty=20``: it slows the first minutes (FCD 29.6 at 150 s with
+λ = 5) and holds off the drift (λ = 20: 9.1 at 480 s, 13.1 at 900 s, against 15.2 and 38.8
+without). Every other method
 gets its published defaults (its ``HParams``), with
 ``g_steps_per_loop``/``steps_per_loop`` = 20 so that one compiled dispatch
 runs 20 generator iterations, the VAE's Bernoulli decoder (its MNIST
