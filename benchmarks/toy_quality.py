@@ -117,9 +117,11 @@ def _refined(r):
   return {}
 
 
-def _refine_label(k, u, scale=1.0, schedule='constant'):
-  eta = '' if scale == 1 else f', η × {scale:g}'
-  eta += ', η decaying linearly' if schedule == 'linear' else ''
+def _refine_label(refine: cli.RefineEntry) -> str:
+  """The table's long name of a sampler (``RefineEntry.short()`` names files and titles)."""
+  k, u = refine.steps, refine.d_steps
+  eta = '' if refine.step_scale == 1 else f', η × {refine.step_scale:g}'
+  eta += ', η decaying linearly' if refine.schedule == 'linear' else ''
   if not u:
     return f'{k} flow steps along the final D{eta}'
   return f'{k} flow steps re-fitting D ({u} D step{"s" if u > 1 else ""} each{eta})'
@@ -252,7 +254,7 @@ def _table(records):
         ref = [_refined(r)[k] for r in rs]
         rm, rhq, rkl = (ms(key, scale, ref) for key, scale in
                         (('modes', 1.0), ('high_quality', 100), ('reverse_kl', 1.0)))
-        lines.append(f'| {dataset} | {entry} + {_refine_label(*k)} | '
+        lines.append(f'| {dataset} | {entry} + {_refine_label(k)} | '
                      f'{rm[0]:.1f} ± {rm[1]:.1f} / {rs[0]["num_modes"]} | '
                      f'{rhq[0]:.1f} ± {rhq[1]:.1f} (min {worst(ref)}) | '
                      f'{rkl[0]:.4f} ± {rkl[1]:.4f} | '
@@ -269,6 +271,7 @@ def _figure(records, path):
   """
   entries = [e for e in _METHODS.value if any(r['method'] == e for r in records)]
   rows = []  # (dataset, refine key or None)
+  flag = _refine_steps()
   for d in _DATASETS.value:
     rs = [r for r in records if r['dataset'] == d]
     if not rs:
@@ -276,7 +279,7 @@ def _figure(records, path):
     rows.append((d, None))
     keys = [k for r in rs for k, x in _refined(r).items() if os.path.exists(x.get('samples', ''))]
     if keys:
-      flagged = [k for k in keys if k in _refine_steps()]
+      flagged = [k for k in keys if k in flag]
       rows.append((d, (flagged or keys)[-1]))
   fig, axes = plt.subplots(len(rows), len(entries),
                            figsize=(3.2 * len(entries), 3.2 * len(rows)), squeeze=False)

@@ -171,6 +171,9 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
   def particles(state: VGrowState, z: Array) -> Array:
     return g_net.eval_apply(state.g_params, state.g_state, z)
 
+  def logit(state: VGrowState, x: Array) -> Array:
+    return d_net.eval_apply(state.d_params, state.d_state, x)  # [N]
+
   def generate(state: VGrowState, z: Array) -> Array:
     g_params = state.g_ema_params if vc.g_ema_decay else state.g_params
     return refine(state, g_net.eval_apply(g_params, state.g_state, z))
@@ -245,7 +248,7 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     eta = vc.step_size if vc.sample_step_size is None else vc.sample_step_size
     etas = sample_step_sizes(eta, num_steps, vc.sample_step_schedule)  # [K]
     if not vc.sample_d_steps:
-      logit_fn = lambda y: d_net.eval_apply(state.d_params, state.d_state, y)
+      logit_fn = lambda y: logit(state, y)
       x, _ = jax.lax.scan(
           lambda y, e: (flow.flow_step(logit_fn, y, div, step_size=e, clip=clip), None), x, etas)
       return x
@@ -306,4 +309,4 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
 
   return method_lib.Method(
       name='vgrow', init=init, step=step, generate=generate, latent_dim=nz,
-      logit=lambda state, x: d_net.eval_apply(state.d_params, state.d_state, x))
+      logit=logit)
