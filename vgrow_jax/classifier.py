@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vgrow_jax import augment
 from vgrow_jax import config as config_lib
 from vgrow_jax import conv as conv_lib
 from vgrow_jax import image_data
@@ -95,21 +96,6 @@ def _forward(params, x):
   return net.apply({'params': params}, x)
 
 
-def _shift(key, x, max_shift):
-  """Random translation by up to ±max_shift pixels (background -1 comes in)."""
-  if max_shift == 0:
-    return x
-  s = 2 * max_shift
-  pad = jnp.pad(x, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)),
-                constant_values=-1.0)
-  offs = jax.random.randint(key, (x.shape[0], 2), 0, s + 1)
-
-  def crop(img, o):
-    return jax.lax.dynamic_slice(img, (o[0], o[1], 0), x.shape[1:])
-
-  return jax.vmap(crop)(pad, offs)
-
-
 def train(images: np.ndarray, labels: np.ndarray, *, num_classes: int = 10, steps: int = 1000,
           batch_size: int = 64, learning_rate: float = 1e-3, shift: int = 2,
           seed: int = 0, width: int = 16) -> Any:
@@ -133,7 +119,8 @@ def train(images: np.ndarray, labels: np.ndarray, *, num_classes: int = 10, step
   def step(carry, i):
     params, opt_state = carry
     idx = image_data.epoch_batch(key, i, batch_size, n)
-    x = _shift(jax.random.fold_in(jax.random.fold_in(key, 2), i), x_all[idx], shift)
+    x = augment.translate(jax.random.fold_in(jax.random.fold_in(key, 2), i), x_all[idx],
+                          max_shift=shift, fill=-1.0)  # background -1 comes in
 
     def loss_fn(p):
       logits, _ = net.apply({'params': p}, x)

@@ -283,6 +283,13 @@ class VGrowConfig:
     d_gradient_penalty: λ > 0 adds λ·E(‖∇d(x̂)‖ − 1)² at random points x̂
       between the real and the pool batch to every D step [0; the
       progressive-growing code VGrow-Pg: 0.5 = its 0.5 × coef_gp 1].
+    d_augment_shift: s > 0 shows D every real and pool image translated by
+      its own random offset of up to s pixels each way (images only;
+      :func:`vgrow_jax.augment.translate`), so that a D fitted to a few
+      thousand images cannot memorise them; the flow reads D through a
+      fresh translation of every particle at every move, h(x) =
+      s(d(Tx))·∇ₓd(Tx), so that it moves the particles' law to the data's
+      rather than to that of translated data [0: off].
     g_ema_decay: β > 0 keeps an exponential moving average of G's
       parameters, β·EMA + (1 − β)·θ after every outer loop, and samples
       from it (``generate``) [0; VGrow-Pg: 0.99].
@@ -323,6 +330,7 @@ class VGrowConfig:
   clip_to_data_range: bool = False
   jeffreys_max_scale: float = 100.0
   d_gradient_penalty: float = 0.0
+  d_augment_shift: int = 0
   g_ema_decay: float = 0.0
   sample_flow_steps: int = 0
   sample_d_steps: int = 0
@@ -340,7 +348,7 @@ class VGrowConfig:
     for f in ('batch_size', 'pool_batches'):
       _check(getattr(self, f) >= 1, f'vgrow.{f}', getattr(self, f), 'must be >= 1')
     for f in ('particle_steps', 'd_steps', 'g_passes', 'sample_flow_steps', 'sample_d_steps',
-              'sample_d_batch_size'):
+              'sample_d_batch_size', 'd_augment_shift'):
       _check(getattr(self, f) >= 0, f'vgrow.{f}', getattr(self, f), 'must be >= 0')
     _check(self.step_size > 0, 'vgrow.step_size', self.step_size, 'must be > 0')
     _check(self.sample_step_size is None or self.sample_step_size > 0, 'vgrow.sample_step_size',

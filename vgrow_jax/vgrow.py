@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import optax
 
 from vgrow_jax import adversarial
+from vgrow_jax import augment
 from vgrow_jax import config as config_lib
 from vgrow_jax import data as data_lib
 from vgrow_jax import divergences
@@ -148,6 +149,9 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     A Method whose ``step`` is one whole outer loop.
   """
   vc = cfg.vgrow
+  if vc.d_augment_shift and len(dataset.shape) != 3:
+    raise ValueError(f'vgrow.d_augment_shift={vc.d_augment_shift} needs image data [H, W, C], '
+                     f'got example shape {tuple(dataset.shape)}')
   g_net, d_net = models.build(cfg.model, dataset.shape)
   g_tx, d_tx = optim.make(cfg.g_optimizer), optim.make(cfg.d_optimizer)
   div = divergence_of(vc)
@@ -185,6 +189,11 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     real = sharding.shard_batch(dataset.sample(data_arrays, k_real, b))  # [B, ...]
     pick = jax.random.choice(k_fake, n, (b,), replace=False)
     fake = sharding.shard_batch(x[pick])  # [B, ...]
+    if vc.d_augment_shift:
+      # fold_in keeps the other draws as they are without augmentation.
+      k_aug = jax.random.fold_in(key, 2)
+      real, fake = (augment.translate(k, y, max_shift=vc.d_augment_shift)
+                    for k, y in zip(jax.random.split(k_aug), (real, fake)))
 
     def loss_fn(p):
       logits, new_state = d_net.train_apply(p, d_state, jnp.concatenate([real, fake]))
@@ -207,6 +216,13 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
         lambda c, k: d_update(data_arrays, c, k, d_batch), carry, jax.random.split(key, d_steps))
     d_params, d_state, d_opt_state, x = carry
     logit_fn = lambda y: d_net.eval_apply(d_params, d_state, y)
+    if vc.d_augment_shift:
+      # D tells translated data from translated particles, so it is read through a fresh
+      # translation too: the field then moves the particles' law to the data's, not to
+      # the law of translated data (DiffAugment's rule for G).
+      k_view = jax.random.fold_in(key, 1)
+      logit_fn = lambda y, d=logit_fn: d(
+          augment.translate(k_view, y, max_shift=vc.d_augment_shift))
     h, _ = flow.field_and_logit(logit_fn, x, div)  # [N, ...]
     # flow_step, written out to keep h for the metrics
     x = sharding.shard_batch(flow.clip_particles(x + step_size * h, clip))
