@@ -26,12 +26,19 @@ def test_mnist_config_parses_method_variant_and_arch():
   vg = _cfg(mnist.get_config('vgrow:js'))
   assert (vg.method, vg.vgrow.divergence, vg.model.arch, vg.data.name) == (
       'vgrow', 'js', 'mlp', 'mnist_5k')
-  assert vg.model.output_tanh and vg.vgrow.clip == (-1.0, 1.0) and not vg.model.d_spectral_norm
+  assert vg.model.output_tanh and vg.vgrow.clip == (-1.0, 1.0)
+  # VGrow's MLP D: spectral norm on 2·x (B3 session 8), the conv nets as they are.
+  assert (vg.model.d_spectral_norm, vg.model.d_input_scale) == (True, mnist.D_INPUT_SCALE) == (
+      True, 2.0)
+  conv = _cfg(mnist.get_config('vgrow,dcgan')).model
+  assert (conv.d_spectral_norm, conv.d_input_scale) == (False, 1.0)
   for name in method_lib.NAMES:
     cfg = _cfg(mnist.get_config(name))
     # One net pair for all (SNGAN adds its spectral norm; the VAE's G outputs logits).
     assert cfg.method == name and cfg.data == vg.data
-    assert cfg.model == dataclasses.replace(vg.model, output_tanh=name != 'vae')
+    model = vg.model if name == 'vgrow' else dataclasses.replace(
+        vg.model, d_spectral_norm=False, d_input_scale=1.0)
+    assert cfg.model == dataclasses.replace(model, output_tanh=name != 'vae')
     if name == 'vgrow':
       continue
     published = method_lib.hparams_class(name)()

@@ -22,19 +22,22 @@ official code.
 VGrow: the official MNIST settings (``official.py``: pool 20 × 64, T = 20,
 η = 0.5, RMSprop 1e-4) scaled to the CPU: pool 4 × 64, T = 5, U = 1, L = 3,
 η = 0.5 with clipping to [-1, 1], RMSprop 2e-4, no decay, samples from an EMA
-of G (β = 0.99); no spectral norm on the MLP D (it hurt here, see below;
-``--config.model.d_spectral_norm=True`` turns it on). L = 3 and the EMA come
+of G (β = 0.99), and, with the MLP nets, a spectrally normalised D that sees
+2·x (``D_INPUT_SCALE``; the toys' D, ``default.py``). L = 3 and the EMA come
 from a 150-s tuning round (benchmarks/RESULTS.md, B3 session 5): with L = 1 G
 never caught up with its moved particles (fit loss ≈ the particle shift). The
-best divergence there was Jeffreys (``mnist.py:vgrow:jeffreys``): the lowest FCD of every
-method at 150 s of training, but its classes drift with longer training (at 1,800 s, 45% of
-its digits were ones, FCD 114; RESULTS.md B3 sessions 6-7) because its unconstrained D
-memorises the 4,000 training digits (``vgrow-eval``'s D gap: 0.4 at 150 s, 6.0 at 1,800 s).
-For runs longer than the 2,000 loops below, add a gradient penalty on D,
-``--config.vgrow.d_gradient_penalty=20``: it slows the first minutes (FCD 29.6 at 150 s with
-λ = 5) and holds off the drift (λ = 20: 9.1 at 480 s, 13.1 at 900 s, against 15.2 and 38.8
-without). Every other method
-gets its published defaults (its ``HParams``), with
+best divergence there was Jeffreys (``mnist.py:vgrow:jeffreys``). Why the SN
+D (B3 session 8): without a constraint the MLP D memorises the 4,000 training
+digits (``vgrow-eval``'s D gap: 0.4 at 150 s, 6.0 at 1,800 s), the flow pulls
+particles toward the memorised images and the classes drift (45% ones, FCD 114
+at 1,800 s). Spectral norm bounds the logit's slope by c: c = 1 moved the
+particles too little to clear the background (FCD 776 at 480 s), c = 2 to 5
+keeps the gap under 1 and the FCD falling (c = 2: 5.2 at 900 s; c = 3: 5.1 at
+1,800 s); larger c memorises faster (c = 10: gap 1.4, FCD 9.4 at 900 s).
+``--config.model.d_spectral_norm=False --config.model.d_input_scale=1`` gives
+the unconstrained D back (the best FCD at 150 s, 13.7, then the drift).
+
+Every other method gets its published defaults (its ``HParams``), with
 ``g_steps_per_loop``/``steps_per_loop`` = 20 so that one compiled dispatch
 runs 20 generator iterations, the VAE's Bernoulli decoder (its MNIST
 setting), and GMMN's bandwidths scaled from pixels in
@@ -46,6 +49,7 @@ from experiments.configs import toy
 
 ARCHS = ('mlp', 'dcgan', 'resnet_sn')
 STEPS_PER_LOOP = 20
+D_INPUT_SCALE = 2.0  # VGrow's SN MLP D sees c·x (module docstring)
 _PIXEL_SCALE = 2.0 * (1024 / 784) ** 0.5
 
 
@@ -88,10 +92,9 @@ def get_config(arg: str = ''):
     opt.learning_rate = 2e-4
     opt.lr_decay_boundaries = ()
   c.method = name
-  # No spectral norm on VGrow's MLP D here (unlike the toys and the official
-  # SN-ResNet): measured in B3 (8 CPU-min), SN on this D gave FCD 1261 (KL) and
-  # 776 (Jeffreys) against 38.8 without: the 1-Lipschitz MLP logit could not
-  # separate the background, and samples kept grey backgrounds.
+  if name == 'vgrow' and arch == 'mlp':
+    c.model.d_spectral_norm = True
+    c.model.d_input_scale = D_INPUT_SCALE
   if name != 'vgrow':
     hp = c.methods[name]
     for field in ('g_steps_per_loop', 'steps_per_loop'):
