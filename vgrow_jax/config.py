@@ -289,7 +289,10 @@ class VGrowConfig:
       thousand images cannot memorise them; the flow reads D through a
       fresh translation of every particle at every move, h(x) =
       s(d(Tx))·∇ₓd(Tx), so that it moves the particles' law to the data's
-      rather than to that of translated data [0: off].
+      rather than to that of translated data (re-fit sampling does the
+      same; sampling along the final D reads it as is) [0: off]. On the
+      MNIST digits (B3) s = 2 stopped the memorising (D gap 0.05) but cost
+      FCD next to the spectrally normalised D (6.9 vs 5.5 at 900 s).
     g_ema_decay: β > 0 keeps an exponential moving average of G's
       parameters, β·EMA + (1 − β)·θ after every outer loop, and samples
       from it (``generate``) [0; VGrow-Pg: 0.99].
