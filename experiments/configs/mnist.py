@@ -32,8 +32,9 @@ digits (``vgrow-eval``'s D gap: 0.4 at 150 s, 6.0 at 1,800 s), the flow pulls
 particles toward the memorised images and the classes drift (45% ones, FCD 114
 at 1,800 s). Spectral norm bounds the logit's slope by c: c = 1 moved the
 particles too little to clear the background (FCD 776 at 480 s), c = 2 to 5
-keeps the gap under 1 and the FCD falling (c = 2: 5.2 at 900 s; c = 3: 5.1 at
-1,800 s); larger c memorises faster (c = 10: gap 1.4, FCD 9.4 at 900 s).
+keeps the gap under 1 and the FCD falling (c = 2: 22.8 / 10.0 / 5.2 / 4.9 at
+150 / 480 / 900 / 1,800 s, SNGAN 26.4 / 8.2 / 6.1 / 5.1); larger c memorises
+faster (c = 10: gap 1.4, FCD 9.4 at 900 s).
 ``--config.model.d_spectral_norm=False --config.model.d_input_scale=1`` gives
 the unconstrained D back (the best FCD at 150 s, 13.7, then the drift).
 
