@@ -41,8 +41,8 @@ def translate(key: Array, x: Array, *, max_shift: int, fill: Optional[float] = N
 
   Args:
     key: PRNG key; the offsets are uniform and independent per image.
-    x: images ``[B, H, W, C]``.
-    max_shift: s >= 0 pixels; 0 returns ``x``.
+    x: images ``[B, H, W, C]`` (any array when ``max_shift`` is 0).
+    max_shift: s >= 0 pixels; 0 returns ``x`` (the key is then unused).
     fill: the value of pixels from outside [None: the nearest border pixel].
 
   Returns:
@@ -56,12 +56,12 @@ def translate(key: Array, x: Array, *, max_shift: int, fill: Optional[float] = N
   >>> float(y.sum())  # the bright pixel moved, nothing was lost
   1.0
   """
-  if x.ndim != 4:
-    raise ValueError(f'translate needs images [B, H, W, C], got shape {tuple(x.shape)}')
   if max_shift < 0:
     raise ValueError(f'translate: max_shift={max_shift} must be >= 0')
   if max_shift == 0:
     return x
+  if x.ndim != 4:
+    raise ValueError(f'translate needs images [B, H, W, C], got shape {tuple(x.shape)}')
   b, h, w, c = x.shape
   s = max_shift
   offsets = jax.random.randint(key, (b, 2), -s, s + 1)  # [B, 2]

@@ -175,6 +175,10 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
   def particles(state: VGrowState, z: Array) -> Array:
     return g_net.eval_apply(state.g_params, state.g_state, z)
 
+  def d_view(key: Array, x: Array) -> Array:
+    """The images D is shown: ``x`` randomly translated, or ``x`` (d_augment_shift 0)."""
+    return augment.translate(key, x, max_shift=vc.d_augment_shift)
+
   def logit(state: VGrowState, x: Array) -> Array:
     return d_net.eval_apply(state.d_params, state.d_state, x)  # [N]
 
@@ -189,11 +193,11 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     real = sharding.shard_batch(dataset.sample(data_arrays, k_real, b))  # [B, ...]
     pick = jax.random.choice(k_fake, n, (b,), replace=False)
     fake = sharding.shard_batch(x[pick])  # [B, ...]
-    if vc.d_augment_shift:
-      # fold_in keeps the other draws as they are without augmentation.
-      k_aug = jax.random.fold_in(key, 2)
-      real, fake = (augment.translate(k, y, max_shift=vc.d_augment_shift)
-                    for k, y in zip(jax.random.split(k_aug), (real, fake)))
+    # What D is shown (vgrow.d_augment_shift; the identity at 0). fold_in keeps the
+    # other draws as they are.
+    k_real_view, k_fake_view = jax.random.split(jax.random.fold_in(key, 2))
+    real = d_view(k_real_view, real)
+    fake = d_view(k_fake_view, fake)
 
     def loss_fn(p):
       logits, new_state = d_net.train_apply(p, d_state, jnp.concatenate([real, fake]))
@@ -215,14 +219,11 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     carry, d_metrics = jax.lax.scan(
         lambda c, k: d_update(data_arrays, c, k, d_batch), carry, jax.random.split(key, d_steps))
     d_params, d_state, d_opt_state, x = carry
-    logit_fn = lambda y: d_net.eval_apply(d_params, d_state, y)
-    if vc.d_augment_shift:
-      # D tells translated data from translated particles, so it is read through a fresh
-      # translation too: the field then moves the particles' law to the data's, not to
-      # the law of translated data (DiffAugment's rule for G).
-      k_view = jax.random.fold_in(key, 1)
-      logit_fn = lambda y, d=logit_fn: d(
-          augment.translate(k_view, y, max_shift=vc.d_augment_shift))
+    # D tells shown data from shown particles, so the flow reads it through a fresh view
+    # too: the field then moves the particles' law to the data's, not to the law of
+    # translated data (DiffAugment's rule for G).
+    k_view = jax.random.fold_in(key, 1)
+    logit_fn = lambda y: d_net.eval_apply(d_params, d_state, d_view(k_view, y))
     h, _ = flow.field_and_logit(logit_fn, x, div)  # [N, ...]
     # flow_step, written out to keep h for the metrics
     x = sharding.shard_batch(flow.clip_particles(x + step_size * h, clip))
