@@ -1,4 +1,4 @@
-r"""B1: seconds per VGrow outer loop in vgrow_jax (BENCHMARKS.md).
+r"""B1: seconds per VGrow outer loop in vgrow_jax (docs/benchmarks.md).
 
   python -m benchmarks.outer_loop --arch=resnet_sn --width=32 --channels=1 \
     --image_size=32 --batch=64 --pool=4 --particle_steps=5 --d_steps=1 \

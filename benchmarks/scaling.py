@@ -1,4 +1,4 @@
-r"""B4: data-parallel scaling of the VGrow outer loop (BENCHMARKS.md).
+r"""B4: data-parallel scaling of the VGrow outer loop (docs/benchmarks.md).
 
   python -m benchmarks.scaling --devices=1,2,4,8 --arch=mlp --width=256 \
     --per_device_batch=64 --pool=4 --loops=5

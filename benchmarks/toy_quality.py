@@ -1,4 +1,4 @@
-r"""B2: mode coverage and sample quality on the toy suites (BENCHMARKS.md, MATH.md §3).
+r"""B2: mode coverage and sample quality on the toy suites (docs/benchmarks.md, docs/math.md §3).
 
   python -m benchmarks.toy_quality                        # every method × ring, grid × 3 seeds
   python -m benchmarks.toy_quality --methods=vgrow:kl,wgan_gp --datasets=grid --seeds=0

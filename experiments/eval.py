@@ -1,6 +1,6 @@
 """Scores a trained model: ``vgrow-eval --workdir=W [--classifier=PATH]``.
 
-On mixture data (ring, grid, 'mixture') it prints the mode metrics of MATH.md §3
+On mixture data (ring, grid, 'mixture') it prints the mode metrics of docs/math.md §3
 for ``--num_samples`` samples (default 2,500): modes covered, % high quality,
 reverse KL and the spread of the high-quality samples (``eval_*`` records in
 ``W/metrics.jsonl``). On images:

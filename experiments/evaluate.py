@@ -2,7 +2,7 @@
 benchmarks can import them).
 
 ``evaluate_mode_workdir`` scores a run on mixture data (ring, grid, 'mixture'):
-modes covered, % high quality, reverse KL and spread (MATH.md §3) of N = 2,500
+modes covered, % high quality, reverse KL and spread (docs/math.md §3) of N = 2,500
 samples.
 
 ``evaluate_workdir`` generates N images from a checkpoint (fixed latents), takes as many

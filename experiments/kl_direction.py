@@ -1,4 +1,4 @@
-"""Forward vs reverse KL: which q fits p (MATH.md §2, seed 002). Runs in seconds.
+"""Forward vs reverse KL: which q fits p (docs/math.md §2). Runs in seconds.
 
   python -m experiments.kl_direction --out=kl_direction.png
 

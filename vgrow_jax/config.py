@@ -265,7 +265,7 @@ class OptimizerConfig:
 
 @dataclasses.dataclass(frozen=True)
 class VGrowConfig:
-  """The VGrow outer loop (MATH.md §1; official defaults in brackets).
+  """The VGrow outer loop (docs/math.md §1; official defaults in brackets).
 
   Attributes:
     divergence: 'kl' | 'js' | 'logd' | 'jeffreys' ['kl'].

@@ -6,7 +6,7 @@ compiled outer loop and depends only on the key (exact resume). The arrays
 are passed to the jitted step as an argument, never baked in as constants.
 
 Sources:
-  * ``ring``: 8 Gaussians on the unit circle, σ = 0.01 (MATH.md §3).
+  * ``ring``: 8 Gaussians on the unit circle, σ = 0.01 (docs/math.md §3).
   * ``grid``: 25 Gaussians at {-4, -2, 0, 2, 4}², σ = 0.05.
   * ``mixture``: any means ``[M, D]`` and one σ, in any dimension.
   * ``npz``: a file holding one array ``[N, ...]``; batches are drawn

@@ -9,7 +9,7 @@ Q = model) from below by the Fenchel–Legendre bound
 
 tight at T*(x) = f'(p(x)/q(x)). The variational function is
 T = g_f(V(x)) with V the discriminator's raw output and g_f an activation
-onto the domain of f* (MATH.md §2):
+onto the domain of f* (docs/math.md §2):
 
 ==========  ===============================  =====================  ===========================
 name        f(u)                             f*(t)                  g_f(v)

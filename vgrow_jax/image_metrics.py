@@ -1,4 +1,4 @@
-"""Sample-quality metrics on features of images (MATH.md §4), in float64 numpy.
+"""Sample-quality metrics on features of images (docs/math.md §4), in float64 numpy.
 
 Every metric works on feature vectors; :func:`features` turns images into
 features with any ``feature_fn: [B, ...] -> [B, D]`` (the repo's MNIST

@@ -7,7 +7,7 @@ profiles (not Gram matrices) lets the Stein gradient estimator
 estimator share one kernel family. Mixtures sum their components.
 
 * RBF mixture:  φ(s) = Σ_n exp(−s / (2σ_n²))       (GMMN convention).
-* IMQ mixture:  φ(s) = Σ_n (1 + s / σ_n²)^(−1/2)    (MATH.md §2, seed 003).
+* IMQ mixture:  φ(s) = Σ_n (1 + s / σ_n²)^(−1/2)    (docs/math.md §2; Li & Turner, 2018).
 
 MMD² between P and Q (Gretton et al., 2012) with samples x ``[N, D]`` ~ P,
 y ``[M, D]`` ~ Q:

@@ -1,4 +1,4 @@
-"""Mode-collapse metrics for low-dimensional Gaussian mixtures (MATH.md §3).
+"""Mode-collapse metrics for low-dimensional Gaussian mixtures (docs/math.md §3).
 
 Protocol of VEEGAN / PacGAN: score N samples (2,500 by convention). A sample
 is *high quality* if its distance to the nearest mean is below 3σ; a mode is

@@ -1,4 +1,4 @@
-"""Reverse-KL descent with Stein gradient estimates of both scores (MATH.md §2, seed 003).
+"""Reverse-KL descent with Stein gradient estimates of both scores (docs/math.md §2; Li & Turner, 2018).
 
 The generator q_θ (x = G_θ(z)) minimises KL(q‖p) to the data p. By the
 reparameterisation x = G_θ(z) and E_q[∇_θ log q_θ] = 0,

@@ -1,4 +1,4 @@
-"""The variational auto-encoder (Kingma & Welling, 2014), MATH.md §2.
+"""The variational auto-encoder (Kingma & Welling, 2014), docs/math.md §2.
 
 Encoder q(z|x) = N(μ(x), diag σ²(x)) (the net outputs μ and log σ²),
 prior N(0, I), decoder p(x|z). Each step maximises the ELBO on a real batch,

@@ -1,4 +1,4 @@
-"""Any registered method on real MNIST digits offline (BENCHMARKS.md B3).
+"""Any registered method on real MNIST digits offline (docs/benchmarks.md B3).
 
   vgrow-train --config=experiments/configs/mnist.py --workdir=workdirs/mnist
   vgrow-train --config=experiments/configs/mnist.py:wgan_gp --workdir=workdirs/mnist_wgan_gp
