@@ -2,8 +2,7 @@
 
 A discriminator fitted to a few thousand images can learn the images rather
 than their distribution: VGrow's MLP D on the 4,000 offline MNIST digits
-scores them far above held-out digits after a few minutes
-(benchmarks/RESULTS.md, B3), and its field then pulls particles toward the
+scores them far above held-out digits after a few minutes, and its field then pulls particles toward the
 memorised images. Showing D every real *and* generated image shifted by a
 random integer offset, independently per image, is the translation of
 DiffAugment (Zhao et al. 2020) and ADA (Karras et al. 2020): the same

@@ -290,9 +290,8 @@ class VGrowConfig:
       fresh translation of every particle at every move, h(x) =
       s(d(Tx))·∇ₓd(Tx), so that it moves the particles' law to the data's
       rather than to that of translated data (re-fit sampling does the
-      same; sampling along the final D reads it as is) [0: off]. On the
-      MNIST digits (B3) s = 2 stopped the memorising (D gap 0.05) but cost
-      FCD next to the spectrally normalised D (6.9 vs 5.5 at 900 s).
+      same; sampling along the final D reads it as is) [0: off, because
+      next to a spectrally normalised D it costs FCD on MNIST].
     g_ema_decay: β > 0 keeps an exponential moving average of G's
       parameters, β·EMA + (1 − β)·θ after every outer loop, and samples
       from it (``generate``) [0; VGrow-Pg: 0.99].
@@ -308,17 +307,16 @@ class VGrowConfig:
       training data at sampling; the D it fits is thrown away.
     sample_d_batch_size: real and sample batch of those D steps [0: all the
       samples of the ``generate`` call, i.e. full-batch logistic regression
-      on them: with 256 of 2,500 the D's noise moved grid samples off their
-      modes in some runs (benchmarks/RESULTS.md, B2)].
+      on them, because a minibatch D's noise moves toy samples off their
+      modes].
     sample_step_size: η of those K steps [None: step_size]. Re-fitted, D
       keeps telling the samples from the data by chance, so samples jitter
       by about η·|h| per step; a smaller η with more steps lets them settle
       inside their modes.
     sample_step_schedule: how η changes over those K steps: ``'constant'``
       or ``'linear'``, η_k = η·(1 − k/K) [constant]. With D re-fitted, the
-      linear decay lets the jitter above die out: on the grid it kept
-      samples inside 3σ where a constant η left clumps just outside
-      (benchmarks/RESULTS.md, B2).
+      linear decay lets the jitter above die out, which keeps toy samples
+      inside their modes' 3σ.
   """
 
   divergence: str = 'kl'

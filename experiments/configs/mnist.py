@@ -1,4 +1,4 @@
-"""Any registered method on real MNIST digits offline (docs/benchmarks.md B3).
+"""Any registered method on real MNIST digits offline (docs/benchmarks.md, B3).
 
   vgrow-train --config=experiments/configs/mnist.py --workdir=workdirs/mnist
   vgrow-train --config=experiments/configs/mnist.py:wgan_gp --workdir=workdirs/mnist_wgan_gp
@@ -22,21 +22,15 @@ official code.
 VGrow: the official MNIST settings (``official.py``: pool 20 × 64, T = 20,
 η = 0.5, RMSprop 1e-4) scaled to the CPU: pool 4 × 64, T = 5, U = 1, L = 3,
 η = 0.5 with clipping to [-1, 1], RMSprop 2e-4, no decay, samples from an EMA
-of G (β = 0.99), and, with the MLP nets, a spectrally normalised D that sees
-2·x (``D_INPUT_SCALE``; the toys' D, ``default.py``). L = 3 and the EMA come
-from a 150-s tuning round (benchmarks/RESULTS.md, B3 session 5): with L = 1 G
-never caught up with its moved particles (fit loss ≈ the particle shift). The
-best divergence there was Jeffreys (``mnist.py:vgrow:jeffreys``). Why the SN
-D (B3 session 8): without a constraint the MLP D memorises the 4,000 training
-digits (``vgrow-eval``'s D gap: 0.4 at 150 s, 6.0 at 1,800 s), the flow pulls
-particles toward the memorised images and the classes drift (45% ones, FCD 114
-at 1,800 s). Spectral norm bounds the logit's slope by c: c = 1 moved the
-particles too little to clear the background (FCD 776 at 480 s), c = 2 to 5
-keeps the gap under 1 and the FCD falling (c = 2: 22.8 / 10.0 / 5.2 / 4.9 at
-150 / 480 / 900 / 1,800 s, SNGAN 26.4 / 8.2 / 6.1 / 5.1); larger c memorises
-faster (c = 10: gap 1.4, FCD 9.4 at 900 s).
+of G (β = 0.99). L = 3 because with one pass G does not catch up with its
+moved particles; Jeffreys (``mnist.py:vgrow:jeffreys``) is its best
+divergence here. With the MLP nets VGrow's D is spectrally normalised on
+2·x (``D_INPUT_SCALE``, as the toys' D), because an unconstrained MLP D
+memorises the 4,000 training digits and the flow then drifts toward them
+(``vgrow-eval``'s D gap shows it), while c = 2 bounds the logit's slope
+without stalling the particles (benchmarks/RESULTS.md, B3).
 ``--config.model.d_spectral_norm=False --config.model.d_input_scale=1`` gives
-the unconstrained D back (the best FCD at 150 s, 13.7, then the drift).
+the unconstrained D back (faster for the first minutes, then the drift).
 
 Every other method gets its published defaults (its ``HParams``), with
 ``g_steps_per_loop``/``steps_per_loop`` = 20 so that one compiled dispatch

@@ -2,12 +2,10 @@
 
 from experiments.configs import default
 
-# The ring is the grid's problem at a finer scale: modes 0.77 apart scored within
-# 3σ = 0.03, against the grid's 2 and 0.15. A spectrally normalised D is
-# 1-Lipschitz, too smooth to resolve a σ of 0.01, so it sees 5·x: the ring at
-# the grid's σ (0.05). The field ∇ₓd is then 5× larger and the moves it makes
-# matter on a 5× finer scale, so the step is 0.2 / 5²: the grid's η when its D
-# saw 1·x (sessions 4-6; the ring's settings are unchanged since).
+# The ring's modes are 0.77 apart with σ = 0.01, the grid's problem at a finer
+# scale. Its spectrally normalised D sees 5·x, which puts the ring at the
+# grid's σ (0.05); the field is then 5× larger on a 5× finer scale, so the
+# step is 0.2 / 5².
 D_INPUT_SCALE = 5.0
 STEP_SIZE = 0.2 / D_INPUT_SCALE**2
 

@@ -7,7 +7,7 @@ VARIANT sets the method's one switch (VGrow and f-GAN: the divergence; GAN:
 the generator loss; SNGAN: the loss). DATASET is 'grid' (default) or 'ring'
 (others: any ``data.name``, with the grid's settings).
 
-VGrow gets its tuned toy configs (``default.py`` for the grid, ``ring.py``).
+VGrow gets its toy configs (``default.py`` for the grid, ``ring.py``).
 The adversarial methods get their published defaults (their ``HParams``:
 losses, n_critic, optimisers, penalties) on the same MLP pair as VGrow's toy
 model (nz 16, G and D 3 × 256 ReLU) with a batch of 256 (VGrow's toy batch).
