@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 3 / B2: the baselines' tuning round, then every method × {ring, grid} × 3 seeds at one
+# B2: the baselines' tuning round, then every method × {ring, grid} × 3 seeds at one
 # wall-clock budget. Two runs at a time, each pinned to one core (taskset) with one thread, so
 # every run gets one core-second per second of its budget.
 #
