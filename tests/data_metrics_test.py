@@ -1,5 +1,7 @@
 """Toy data, user data validation and the mode metrics (MATH.md §3)."""
 
+import zipfile
+
 import jax
 import numpy as np
 import pytest
@@ -63,10 +65,25 @@ def test_malformed_npz_is_a_clear_error(tmp_path, arrays, message):
 def test_missing_or_corrupt_npz_is_a_clear_error(tmp_path):
   with pytest.raises(data.DataError, match='npz data file not found'):
     data.from_npz(str(tmp_path / 'nope.npz'))
-  p = tmp_path / 'corrupt.npz'
-  p.write_bytes(b'not a zip file at all')
-  with pytest.raises(data.DataError, match="cannot read npz file"):
-    data.from_npz(str(p))
+  # Not a zip at all (numpy alone would say "pickled (object) data"): one line naming the path.
+  for name, content in (('random.npz', np.random.default_rng(0).bytes(300)),
+                        ('text.npz', b'x,y\n1.0,2.0\n'),
+                        ('array.npz', b'\x93NUMPY\x01\x00v\x00')):  # an .npy header, renamed
+    p = tmp_path / name
+    p.write_bytes(content)
+    for load in (data.from_npz,
+                 lambda path: data.load(config_lib.DataConfig(name='npz', path=path))):
+      with pytest.raises(data.DataError) as e:
+        load(str(p))
+      assert str(e.value) == f'{str(p)!r} is not a valid .npz (zip) file'
+  # A zip whose array is cut short: numpy's own reason, after the path.
+  np.savez(tmp_path / 'cut.npz', x=np.zeros((10, 2)))
+  with zipfile.ZipFile(tmp_path / 'cut.npz') as z:
+    npy = z.read('x.npy')
+  with zipfile.ZipFile(tmp_path / 'cut.npz', 'w') as z:
+    z.writestr('x.npy', npy[:-40])
+  with pytest.raises(data.DataError, match=r"cannot read npz file '.*cut\.npz': ValueError: EOF"):
+    data.from_npz(str(tmp_path / 'cut.npz'))
   np.savez(tmp_path / 'k.npz', a=np.zeros((2, 2)))
   with pytest.raises(data.DataError, match=r"has no array 'b'; it holds \['a'\]"):
     data.from_npz(str(tmp_path / 'k.npz'), key='b')

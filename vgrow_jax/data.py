@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from typing import Any, Callable, NamedTuple, Optional, Tuple
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -136,10 +137,23 @@ def from_array(x: Any, *, name: str = 'array') -> Dataset:
   )
 
 
-def read_npz(path: str, *, key: str = '') -> np.ndarray:
-  """The array in an ``.npz`` holding one array (or the one named ``key``)."""
+def check_npz(path: str) -> None:
+  """Raises :class:`DataError` unless ``path`` is an existing zip file (an ``.npz``).
+
+  ``np.load(allow_pickle=False)`` takes any file that is neither a zip nor an
+  ``.npy`` for a pickle and says "This file contains pickled (object) data",
+  which misleads: a text file or random bytes named ``x.npz`` has no pickle in
+  it. Checking the zip structure first names the real problem.
+  """
   if not os.path.isfile(path):
     raise DataError(f'npz data file not found: {path!r}')
+  if not zipfile.is_zipfile(path):
+    raise DataError(f'{path!r} is not a valid .npz (zip) file')
+
+
+def read_npz(path: str, *, key: str = '') -> np.ndarray:
+  """The array in an ``.npz`` holding one array (or the one named ``key``)."""
+  check_npz(path)
   try:
     with np.load(path, allow_pickle=False) as f:
       names = list(f.files)
