@@ -1,4 +1,4 @@
-"""The flow (MATH.md §5 "Field" and "Flow") against exact Gaussian cases."""
+"""The flow (docs/math.md §5 "Field" and "Flow") against exact Gaussian cases."""
 
 import jax
 import jax.numpy as jnp
@@ -78,7 +78,7 @@ def test_kl_flow_moves_q_to_p_and_kl_decreases_every_step():
   assert kls[-1] < 2e-3 * kls[0]
 
 
-# f(u) of MATH.md §1 in float64 (the tails of the quadrature overflow float32).
+# f(u) of docs/math.md §1 in float64 (the tails of the quadrature overflow float32).
 HAND_F = {
     'kl': lambda u: u * np.log(u),
     'js': lambda u: u * np.log(u) - (u + 1) * np.log((u + 1) / 2),
@@ -115,7 +115,7 @@ def test_one_flow_step_decreases_f_divergence(name, eta):
 def test_flow_clip_keeps_particles_in_range():
   logit_fn = lambda x: 100.0 * x[:, 0]
   x = jnp.zeros((8, 2))
-  out = flow.flow(logit_fn, x, 'kl', step_size=1.0, num_steps=3, clip=(-1.0, 1.0))
+  out = flow.flow_particles(logit_fn, x, 'kl', step_size=1.0, num_steps=3, clip=(-1.0, 1.0))
   np.testing.assert_allclose(out[:, 0], 1.0)
   np.testing.assert_allclose(out[:, 1], 0.0)
 
@@ -123,10 +123,10 @@ def test_flow_clip_keeps_particles_in_range():
 def test_flow_trajectory_and_zero_steps():
   logit_fn = lambda x: jnp.sum(x, -1)
   x = jnp.zeros((4, 3))
-  traj = flow.flow(logit_fn, x, 'kl', step_size=0.5, num_steps=4, return_trajectory=True)
+  traj = flow.flow_particles(logit_fn, x, 'kl', step_size=0.5, num_steps=4, return_trajectory=True)
   assert traj.shape == (5, 4, 3)
   np.testing.assert_allclose(traj[-1], 2.0)  # KL: ∇d = 1, four steps of 0.5
-  np.testing.assert_array_equal(flow.flow(logit_fn, x, 'kl', step_size=0.5, num_steps=0), x)
+  np.testing.assert_array_equal(flow.flow_particles(logit_fn, x, 'kl', step_size=0.5, num_steps=0), x)
 
 
 def test_flow_on_image_shaped_particles_and_column_logits():
@@ -147,7 +147,7 @@ def test_flow_under_jit_vmap_and_grad():
     return lambda x: x @ theta  # [B, 2] @ [2] -> [B]
 
   def moved(theta, x):
-    return flow.flow(logit_with(theta), x, 'js', step_size=0.1, num_steps=3)
+    return flow.flow_particles(logit_with(theta), x, 'js', step_size=0.1, num_steps=3)
 
   x = jax.random.normal(jax.random.PRNGKey(4), (6, 2))
   thetas = jax.random.normal(jax.random.PRNGKey(5), (3, 2))

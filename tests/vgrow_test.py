@@ -24,7 +24,7 @@ def tiny_config(**vgrow_overrides):
       vgrow=config_lib.VGrowConfig(**vc))
 
 
-# Generator loss whose gradient the T = L = 1 VGrow update reproduces (MATH.md §1).
+# Generator loss whose gradient the T = L = 1 VGrow update reproduces (docs/math.md §1).
 GAN_G_LOSS = {
     'kl': lambda d: -d,
     'logd': lambda d: -jax.nn.log_sigmoid(d),
@@ -148,7 +148,7 @@ def test_sample_flow_steps_moves_g_samples_along_the_final_d_and_leaves_training
   x = m.generate(state, z)
   d = vgrow.models.build(cfg.model, ds.shape)[1]
   logit_fn = lambda y: d.eval_apply(state.d_params, state.d_state, y)
-  expected = vgrow.flow.flow(logit_fn, x, 'kl', step_size=0.02, num_steps=20)
+  expected = vgrow.flow.flow_particles(logit_fn, x, 'kl', step_size=0.02, num_steps=20)
   np.testing.assert_allclose(mr.generate(state, z), expected, rtol=1e-5, atol=1e-6)
   radius = lambda y: np.abs(np.linalg.norm(np.asarray(y), axis=1) - 1).mean()
   assert radius(expected) < 0.9 * radius(x), (radius(x), radius(expected))
@@ -193,7 +193,7 @@ def test_refit_sampling_with_a_frozen_d_is_the_flow_along_the_final_d():
   x = m.generate(state, z)
   d = vgrow.models.build(cfg.model, ds.shape)[1]
   logit_fn = lambda y: d.eval_apply(state.d_params, state.d_state, y)
-  small = vgrow.flow.flow(logit_fn, x, 'kl', step_size=0.01, num_steps=20)
+  small = vgrow.flow.flow_particles(logit_fn, x, 'kl', step_size=0.01, num_steps=20)
   assert np.abs(np.asarray(small) - np.asarray(fixed)).max() > 1e-3  # η matters here
   for c in (_with_sampling(cfg, sample_flow_steps=20, sample_step_size=0.01),
             dataclasses.replace(frozen, vgrow=dataclasses.replace(frozen.vgrow,

@@ -1,14 +1,19 @@
 """The variational gradient flow on particles, as pure functions of a logit.
 
-Conventions (MATH.md §1): the discriminator logit d(x) is trained with
+Conventions (docs/math.md §1): the discriminator logit d(x) is trained with
 real = 1, so at the optimum d(x) = log p(x)/q(x) and the density ratio is
 r(x) = q(x)/p(x) = exp(-d(x)). The particles follow
 
 .. math::
 
-    x \\leftarrow x + \\eta\\, s(d(x))\\, \\nabla_x d(x),
+    x \\leftarrow \\mathrm{clip}\\big(x + \\eta_k\\,[s(d(x))\\, \\nabla_x d(x) + b(x)]
+        + \\sqrt{2 \\eta_k \\gamma}\\, \\xi_k\\big), \\qquad \\xi_k \\sim N(0, I),
 
-the residual map T(x) = x + η h(x) (see :mod:`vgrow_jax.divergences` for s).
+the residual map T(x) = x + η h(x) with h = s(d)∇d (see
+:mod:`vgrow_jax.divergences` for s), optionally with an extra drift b (e.g.
+the gradient of a log-prior) and Langevin noise of temperature γ ≥ 0 (the
+entropy-regularised flow of DGflow, docs/math.md §1 "Refinement"). With the
+defaults (b = 0, γ = 0) it is VGrow's particle move.
 
 Everything here is a pure function of ``logit_fn``: any callable mapping a
 batch ``[B, ...]`` to logits ``[B]`` (or ``[B, 1]``) — a Flax ``apply`` with
@@ -23,23 +28,41 @@ Example:
 >>> from vgrow_jax import flow
 >>> logit_fn = lambda x: -0.5 * jnp.sum(x**2, axis=-1)   # d = log p/q up to a constant
 >>> x = jnp.ones((4, 2))
->>> flow.flow(logit_fn, x, 'kl', step_size=0.1, num_steps=3).shape
+>>> flow.flow_particles(logit_fn, x, 'kl', step_size=0.1, num_steps=3).shape
+(4, 2)
+>>> etas = jnp.array([0.3, 0.2, 0.1])                      # a [K] schedule
+>>> flow.flow_particles(logit_fn, x, 'kl', step_size=etas, num_steps=3).shape
 (4, 2)
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple, Union
+import math
+from typing import Any, Callable, Optional, Tuple, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vgrow_jax import divergences
 
+__all__ = [
+    'density_ratio',
+    'field_and_logit',
+    'vector_field',
+    'clip_particles',
+    'flow_step',
+    'flow_particles',
+    'latent_flow',
+    'standard_normal_log_prob',
+]
+
 Array = jax.Array
 LogitFn = Callable[[Array], Array]
+DriftFn = Callable[[Array], Array]
 DivergenceLike = Union[str, divergences.Divergence]
 Clip = Optional[Tuple[float, float]]
+StepSize = Union[float, Array]
 
 
 def density_ratio(logit: Array) -> Array:
@@ -47,15 +70,31 @@ def density_ratio(logit: Array) -> Array:
   return jnp.exp(-logit)
 
 
-def _logits(logit_fn: LogitFn, x: Array) -> Array:
+def standard_normal_log_prob(z: Array) -> Array:
+  """log N(z; 0, I) up to its constant, −½‖z‖², per sample: ``[B, ...] -> [B]``."""
+  return -0.5 * jnp.sum(jnp.square(z).reshape(z.shape[0], -1), axis=1)
+
+
+def _logits(logit_fn: LogitFn, x: Array, caller: str) -> Array:
   d = logit_fn(x)
   if d.ndim == 2 and d.shape[1] == 1:
     d = d[:, 0]
   if d.shape != (x.shape[0],):
     raise ValueError(
-        f'logit_fn must map a batch {x.shape} to logits of shape '
+        f'{caller}: logit_fn must map a batch {x.shape} to logits of shape '
         f'({x.shape[0]},), got {d.shape}')
   return d
+
+
+def _field(logit_fn: LogitFn, x: Array, div: divergences.Divergence,
+           caller: str) -> Tuple[Array, Array]:
+  # One backward pass for the batch: the samples are independent, so the
+  # gradient of the summed logit is the per-sample gradient.
+  d, vjp = jax.vjp(lambda y: _logits(logit_fn, y, caller), x)
+  (grad_d,) = vjp(jnp.ones_like(d))
+  s = div.scale(d)  # [B]
+  h = s.reshape((-1,) + (1,) * (x.ndim - 1)) * grad_d  # [B, ...]
+  return h, d
 
 
 def field_and_logit(
@@ -71,14 +110,7 @@ def field_and_logit(
   Returns:
     ``(h, d)`` with h ``[B, ...]`` and d ``[B]``.
   """
-  div = divergences.get(divergence)
-  # One backward pass for the batch: the samples are independent, so the
-  # gradient of the summed logit is the per-sample gradient.
-  d, vjp = jax.vjp(lambda y: _logits(logit_fn, y), x)
-  (grad_d,) = vjp(jnp.ones_like(d))
-  s = div.scale(d)  # [B]
-  h = s.reshape((-1,) + (1,) * (x.ndim - 1)) * grad_d  # [B, ...]
-  return h, d
+  return _field(logit_fn, x, divergences.get(divergence), 'field_and_logit')
 
 
 def vector_field(logit_fn: LogitFn, x: Array, divergence: DivergenceLike) -> Array:
@@ -88,7 +120,7 @@ def vector_field(logit_fn: LogitFn, x: Array, divergence: DivergenceLike) -> Arr
   >>> vector_field(lambda x: 2.0 * x[:, 0], jnp.zeros((3, 2)), 'kl')[0].tolist()
   [2.0, 0.0]
   """
-  return field_and_logit(logit_fn, x, divergence)[0]
+  return _field(logit_fn, x, divergences.get(divergence), 'vector_field')[0]
 
 
 def clip_particles(x: Array, clip: Clip) -> Array:
@@ -99,65 +131,211 @@ def clip_particles(x: Array, clip: Clip) -> Array:
   return jnp.clip(x, lo, hi)
 
 
+def _has_noise(noise: Any, key: Optional[Array], caller: str) -> bool:
+  """Whether the Langevin term is on; a bad γ or a missing key is a one-line error."""
+  try:
+    value = float(noise)
+  except TypeError:  # a traced γ (e.g. under jax.grad): on, and it needs a key
+    value = None
+  if value is not None:
+    if not value >= 0 or not math.isfinite(value):
+      raise ValueError(f'{caller}: noise={noise!r} must be a finite γ >= 0')
+    if value == 0:
+      return False
+  if key is None:
+    raise ValueError(f'{caller}: noise={noise!r} > 0 needs a key '
+                     '(e.g. key=jax.random.PRNGKey(0))')
+  return True
+
+
+def _step(logit_fn: LogitFn, x: Array, div: divergences.Divergence, eta: StepSize,
+          clip: Clip, drift_fn: Optional[DriftFn], noise: Any, key: Optional[Array],
+          caller: str) -> Array:
+  """clip(x + η[h(x) + b(x)] + √(2ηγ) ξ); the extras are skipped when absent."""
+  h, _ = _field(logit_fn, x, div, caller)  # [B, ...]
+  if drift_fn is not None:
+    b = drift_fn(x)
+    if b.shape != x.shape:
+      raise ValueError(f'{caller}: drift_fn must map particles {x.shape} to {x.shape}, '
+                       f'got {b.shape}')
+    h = h + b
+  x_new = x + eta * h
+  if key is not None:
+    xi = jax.random.normal(key, x.shape, x.dtype)  # [B, ...]
+    x_new = x_new + jnp.sqrt(2.0 * eta * noise) * xi
+  return clip_particles(x_new, clip)
+
+
 def flow_step(
     logit_fn: LogitFn,
     x: Array,
     divergence: DivergenceLike,
     *,
-    step_size: float,
+    step_size: StepSize,
     clip: Clip = None,
+    drift_fn: Optional[DriftFn] = None,
+    noise: float = 0.0,
+    key: Optional[Array] = None,
 ) -> Array:
-  """One residual map T(x) = clip(x + η h(x)).
+  """One step x ← clip(x + η[h(x) + b(x)] + √(2ηγ) ξ), h = s(d)∇d.
 
   Args:
     logit_fn: batch ``[B, ...]`` -> logits ``[B]``.
     x: particles ``[B, ...]``.
     divergence: name or Divergence.
-    step_size: η > 0.
+    step_size: η > 0 (a scalar).
     clip: optional ``(lo, hi)``: keep particles inside the data range
       (the official code clips images to [-1, 1]).
+    drift_fn: optional extra drift b, ``[B, ...] -> [B, ...]`` (e.g. ∇ log prior).
+    noise: Langevin temperature γ ≥ 0; with γ > 0 ``key`` is required.
+    key: PRNG key of ξ ~ N(0, I).
 
   Returns:
     Moved particles ``[B, ...]``.
+
+  Raises:
+    ValueError: a non-scalar ``step_size``, γ < 0, or γ > 0 without a key.
   """
-  h = vector_field(logit_fn, x, divergence)
-  return clip_particles(x + step_size * h, clip)
+  if np.ndim(step_size) != 0:
+    raise ValueError(f'flow_step: step_size must be a scalar, got shape '
+                     f'{np.shape(step_size)} (use flow_particles for a schedule)')
+  on = _has_noise(noise, key, 'flow_step')
+  return _step(logit_fn, x, divergences.get(divergence), step_size, clip, drift_fn,
+               noise, key if on else None, 'flow_step')
 
 
-def flow(
+def _flow(logit_fn: LogitFn, x: Array, div: divergences.Divergence, *, step_size: StepSize,
+          num_steps: int, clip: Clip, drift_fn: Optional[DriftFn], noise: Any,
+          key: Optional[Array], return_trajectory: bool, caller: str) -> Array:
+  if not isinstance(num_steps, (int, np.integer)) or num_steps < 0:
+    raise ValueError(f'{caller}: num_steps={num_steps!r} must be an int >= 0')
+  shape = np.shape(step_size)
+  if len(shape) > 1 or (len(shape) == 1 and shape[0] != num_steps):
+    raise ValueError(f'{caller}: step_size of shape {shape} must be a scalar or a '
+                     f'[num_steps] = [{num_steps}] schedule')
+  keys = jax.random.split(key, num_steps) if _has_noise(noise, key, caller) else None
+  etas = None if len(shape) == 0 else jnp.asarray(step_size)  # [K]
+
+  def body(y, xs):
+    k, eta = xs
+    # A scalar η stays a constant of the step (VGrow's move, bit for bit).
+    y = _step(logit_fn, y, div, step_size if eta is None else eta, clip, drift_fn,
+              noise, k, caller)
+    return y, (y if return_trajectory else None)
+
+  out, traj = jax.lax.scan(body, x, (keys, etas), length=num_steps)
+  if return_trajectory:
+    return jnp.concatenate([x[None], traj], axis=0)
+  return out
+
+
+def flow_particles(
     logit_fn: LogitFn,
     x: Array,
     divergence: DivergenceLike,
     *,
-    step_size: float,
+    step_size: StepSize,
     num_steps: int,
     clip: Clip = None,
+    drift_fn: Optional[DriftFn] = None,
+    noise: float = 0.0,
+    key: Optional[Array] = None,
     return_trajectory: bool = False,
 ) -> Array:
   """K steps of :func:`flow_step` with a fixed logit, by ``lax.scan``.
+
+  .. math::
+
+      x_{k+1} = \\mathrm{clip}\\big(x_k + \\eta_k [s(d(x_k)) \\nabla d(x_k) + b(x_k)]
+          + \\sqrt{2 \\eta_k \\gamma}\\, \\xi_k\\big), \\quad k = 0, …, K-1.
+
+  With ``drift_fn`` = ∇log π and γ = 1 (and s∇d = 0) this is the unadjusted
+  Langevin algorithm for π; with the defaults it is VGrow's particle move.
 
   Args:
     logit_fn: batch ``[B, ...]`` -> logits ``[B]``.
     x: particles ``[B, ...]``.
     divergence: name or Divergence.
-    step_size: η.
+    step_size: η, a scalar, or η_k as a ``[K]`` schedule.
     num_steps: K ≥ 0 (static).
-    clip: optional ``(lo, hi)``.
-    return_trajectory: also return every intermediate state.
+    clip: optional ``(lo, hi)``, applied after every step.
+    drift_fn: optional extra drift b, ``[B, ...] -> [B, ...]`` (e.g. ∇ log prior).
+    noise: Langevin temperature γ ≥ 0; with γ > 0 ``key`` is required and
+      ξ_k comes from ``jax.random.split(key, K)[k]``.
+    key: PRNG key of the noise.
+    return_trajectory: return every state, not only the last.
 
   Returns:
     The particles after K steps ``[B, ...]``, or, with
-    ``return_trajectory``, the states ``[K + 1, B, ...]`` (the input first).
+    ``return_trajectory``, the K + 1 states ``[K + 1, B, ...]`` (the input
+    ``x`` first, the result last).
+
+  Raises:
+    ValueError: ``num_steps`` < 0, a ``step_size`` that is neither a scalar
+      nor ``[num_steps]``, γ < 0, or γ > 0 without a key.
   """
-  if num_steps < 0:
-    raise ValueError(f'num_steps must be >= 0, got {num_steps!r}')
-  div = divergences.get(divergence)
+  return _flow(logit_fn, x, divergences.get(divergence), step_size=step_size,
+               num_steps=num_steps, clip=clip, drift_fn=drift_fn, noise=noise, key=key,
+               return_trajectory=return_trajectory, caller='flow_particles')
 
-  def body(y, _):
-    y = flow_step(logit_fn, y, div, step_size=step_size, clip=clip)
-    return y, (y if return_trajectory else None)
 
-  out, traj = jax.lax.scan(body, x, None, length=num_steps)
-  if return_trajectory:
-    return jnp.concatenate([x[None], traj], axis=0)
-  return out
+def latent_flow(
+    logit_fn: LogitFn,
+    generator_fn: Callable[[Array], Array],
+    z: Array,
+    divergence: DivergenceLike,
+    *,
+    step_size: StepSize,
+    num_steps: int,
+    log_prior: Optional[Callable[[Array], Array]] = standard_normal_log_prob,
+    noise: float = 0.0,
+    key: Optional[Array] = None,
+    return_trajectory: bool = False,
+) -> Array:
+  """The flow in a generator's latent space (DGflow, Ansari et al. 2021).
+
+  .. math::
+
+      z_{k+1} = z_k + \\eta_k \\big[s(d(G(z_k)))\\, \\nabla_z d(G(z_k))
+          + \\nabla_z \\log p_Z(z_k)\\big] + \\sqrt{2 \\eta_k \\gamma}\\, \\xi_k
+
+  i.e. :func:`flow_particles` on z with the pulled-back logit d∘G and the
+  drift ∇log p_Z. Why the prior term: for the KL (s = 1) the drift is then
+  ∇_z log[p_Z(z) e^{d(G(z))}], and with γ = 1 the chain's stationary law is
+  p_Z(z) e^{d(G(z))} / Z, whose image under G is the data law p when
+  d = log p/q_G is exact (the energy of Che et al. 2020's DDLS); with
+  γ < 1 it concentrates on that law's modes. DGflow's released code
+  (clear-nus/DGflow, dgflow.py) has no prior term: ``log_prior=None``
+  reproduces it (z ← z + η s∇_z d(G(z)) + √(2ηγ) ξ; DGflow's defaults are
+  η = 0.1, γ = 0.01, 25 steps). It follows the first variation of D_f at the
+  latent law the logit was fitted to, so it suits a few steps, not a chain
+  run to stationarity.
+
+  Args:
+    logit_fn: samples ``[B, ...]`` -> logits ``[B]`` (d = log p/q, real = 1).
+    generator_fn: latents ``[B, nz]`` -> samples ``[B, ...]`` (no batch
+      statistics: G in evaluation mode).
+    z: latents ``[B, nz]``.
+    divergence: name or Divergence.
+    step_size: η, a scalar or a ``[K]`` schedule.
+    num_steps: K ≥ 0 (static).
+    log_prior: ``[B, nz] -> [B]``, log p_Z up to a constant; the default
+      is N(0, I) (−½‖z‖²); None drops the prior term.
+    noise: γ ≥ 0; with γ > 0 ``key`` is required.
+    key: PRNG key of the noise.
+    return_trajectory: return ``[K + 1, B, nz]`` (the input first).
+
+  Returns:
+    The moved latents ``[B, nz]`` (samples are ``generator_fn`` of them), or
+    the trajectory ``[K + 1, B, nz]``.
+
+  Raises:
+    ValueError: as :func:`flow_particles`, naming ``latent_flow``.
+  """
+  drift_fn = None
+  if log_prior is not None:
+    drift_fn = jax.grad(lambda y: jnp.sum(log_prior(y)))  # [B, nz]: samples are independent
+  return _flow(lambda y: logit_fn(generator_fn(y)), z, divergences.get(divergence),
+               step_size=step_size, num_steps=num_steps, clip=None, drift_fn=drift_fn,
+               noise=noise, key=key, return_trajectory=return_trajectory,
+               caller='latent_flow')

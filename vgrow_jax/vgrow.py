@@ -1,12 +1,13 @@
 """VGrow: the official outer loop as one compiled, pure function.
 
-One outer loop (MATH.md §1, ``xjtuygao/VGrow`` main.py):
+One outer loop (docs/math.md §1, ``xjtuygao/VGrow`` main.py):
 
 1. z ~ N(0, I) for a pool of N = pool_batches × batch_size particles;
    X = G(z) with G in evaluation mode.
 2. T times: U logistic discriminator steps (a real batch and a batch drawn
    without replacement from the pool, real = 1), then every particle moves
-   X ← clip(X + η s(d(X)) ∇d(X)).
+   X ← clip(X + η s(d(X)) ∇d(X)). This step is
+   :func:`vgrow_jax.particle_phase.refit_flow`, which re-fit sampling calls too.
 3. L passes of least-squares fitting of G to the moved particles on the same
    z, in shuffled minibatches of batch_size: MSE(G(z), X).
 
@@ -38,7 +39,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vgrow_jax import adversarial
 from vgrow_jax import augment
 from vgrow_jax import config as config_lib
 from vgrow_jax import data as data_lib
@@ -47,6 +47,7 @@ from vgrow_jax import flow
 from vgrow_jax import method as method_lib
 from vgrow_jax import models
 from vgrow_jax import optim
+from vgrow_jax import particle_phase
 from vgrow_jax import sharding
 
 Array = jax.Array
@@ -72,9 +73,8 @@ class VGrowState:
   g_ema_params: Any = None
 
 
-def discriminator_loss(logit_real: Array, logit_fake: Array) -> Array:
-  """Logistic regression, real = 1: E_p softplus(-d) + E_q softplus(d)."""
-  return jnp.mean(jax.nn.softplus(-logit_real)) + jnp.mean(jax.nn.softplus(logit_fake))
+# D's logistic loss (real = 1), defined with the particle phase.
+discriminator_loss = particle_phase.discriminator_loss
 
 
 def generator_fit_loss(pred: Array, target: Array) -> Array:
@@ -186,52 +186,19 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     g_params = state.g_ema_params if vc.g_ema_decay else state.g_params
     return refine(state, g_net.eval_apply(g_params, state.g_state, z))
 
-  def d_update(data_arrays, carry, key, b):
-    d_params, d_state, d_opt_state, x = carry
-    n = x.shape[0]  # the pool in training; the samples at refit sampling
-    k_real, k_fake = jax.random.split(key)
-    real = sharding.shard_batch(dataset.sample(data_arrays, k_real, b))  # [B, ...]
-    pick = jax.random.choice(k_fake, n, (b,), replace=False)
-    fake = sharding.shard_batch(x[pick])  # [B, ...]
-    # What D is shown (vgrow.d_augment_shift; the identity at 0). fold_in keeps the
-    # other draws as they are.
-    k_real_view, k_fake_view = jax.random.split(jax.random.fold_in(key, 2))
-    real = d_view(k_real_view, real)
-    fake = d_view(k_fake_view, fake)
+  def d_step(batch_size: int):
+    """One logistic D step on ``batch_size`` real and particle examples (particle_phase)."""
+    return particle_phase.make_discriminator_step(
+        train_apply=d_net.train_apply, eval_apply=d_net.eval_apply, optimizer=d_tx,
+        sample_real=dataset.sample, batch_size=batch_size,
+        gradient_penalty=vc.d_gradient_penalty, view_fn=d_view)
 
-    def loss_fn(p):
-      logits, new_state = d_net.train_apply(p, d_state, jnp.concatenate([real, fake]))
-      loss = discriminator_loss(logits[:b], logits[b:])
-      if vc.d_gradient_penalty:
-        # fold_in keeps the other draws as they are without the penalty.
-        loss += vc.d_gradient_penalty * adversarial.interpolated_gradient_penalty(
-            lambda y: d_net.eval_apply(p, new_state, y), real, fake,
-            jax.random.fold_in(key, 1))
-      return loss, (new_state, logits)
-
-    (loss, (d_state, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
-    d_params, d_opt_state = _apply_updates(d_tx, grads, d_opt_state, d_params)
-    metrics = {'d_loss': loss, 'logit_real': logits[:b].mean(),
-               'logit_fake': logits[b:].mean()}
-    return (d_params, d_state, d_opt_state, x), metrics
-
-  def particle_step(data_arrays, carry, key, d_steps, d_batch, step_size):
-    carry, d_metrics = jax.lax.scan(
-        lambda c, k: d_update(data_arrays, c, k, d_batch), carry, jax.random.split(key, d_steps))
-    d_params, d_state, d_opt_state, x = carry
-    # D tells shown data from shown particles, so the flow reads it through a fresh view
-    # too: the field then moves the particles' law to the data's, not to the law of
-    # translated data (DiffAugment's rule for G).
-    k_view = jax.random.fold_in(key, 1)
-    logit_fn = lambda y: d_net.eval_apply(d_params, d_state, d_view(k_view, y))
-    h, _ = flow.field_and_logit(logit_fn, x, div)  # [N, ...]
-    # flow_step, written out to keep h for the metrics
-    x = sharding.shard_batch(flow.clip_particles(x + step_size * h, clip))
-    field_norm = jnp.mean(jnp.sqrt(jnp.sum(h.reshape(x.shape[0], -1) ** 2, axis=1)))
-    metrics = {'field_norm': field_norm}
-    if d_steps:
-      metrics.update(jax.tree.map(jnp.mean, d_metrics))
-    return (d_params, d_state, d_opt_state, x), metrics
+  def particle_phase_of(d, x, key, data_arrays, *, d_steps, d_batch, step_size, num_steps):
+    """K × (U D steps, one move): :func:`vgrow_jax.particle_phase.refit_flow`."""
+    return particle_phase.refit_flow(
+        d, x, key, data_arrays, d_step=d_step(d_batch), logit_apply=d_net.eval_apply,
+        divergence=div, d_steps=d_steps, step_size=step_size, num_steps=num_steps,
+        clip=clip, view_fn=d_view)
 
   def fit_generator(key, num_passes, g_params, g_state, g_opt_state, z, x):
     def minibatch(carry, idx):
@@ -265,10 +232,8 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     eta = vc.step_size if vc.sample_step_size is None else vc.sample_step_size
     etas = sample_step_sizes(eta, num_steps, vc.sample_step_schedule)  # [K]
     if not vc.sample_d_steps:
-      logit_fn = lambda y: logit(state, y)
-      x, _ = jax.lax.scan(
-          lambda y, e: (flow.flow_step(logit_fn, y, div, step_size=e, clip=clip), None), x, etas)
-      return x
+      return flow.flow_particles(lambda y: logit(state, y), x, div, step_size=etas,
+                                 num_steps=num_steps, clip=clip)
     # The outer loop's particle phase with G frozen: D keeps being fitted to
     # the moving samples against real data, so it stays a density-ratio
     # estimate where the samples are instead of being extrapolated past them.
@@ -278,10 +243,9 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     key = jax.random.fold_in(state.key, _SAMPLE_FOLD)
     n = x.shape[0]
     d_batch = min(vc.sample_d_batch_size, n) if vc.sample_d_batch_size else n
-    (_, _, _, x), _ = jax.lax.scan(
-        lambda c, ke: particle_step(dataset.arrays, c, ke[0], vc.sample_d_steps, d_batch, ke[1]),
-        (state.d_params, state.d_state, d_opt_state, x),
-        (jax.random.split(key, num_steps), etas))
+    d = particle_phase.Discriminator(state.d_params, state.d_state, d_opt_state)
+    _, x, _ = particle_phase_of(d, x, key, dataset.arrays, d_steps=vc.sample_d_steps,
+                                d_batch=d_batch, step_size=etas, num_steps=num_steps)
     return x
 
   def step(state: VGrowState, data_arrays: Any) -> Tuple[VGrowState, Dict[str, Array]]:
@@ -295,10 +259,11 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     # axis (a no-op on one device); the random values do not depend on it.
     z = sharding.shard_batch(jax.random.normal(k_pool, (pool, nz)))  # [N, nz]
     x0 = sharding.shard_batch(particles(state, z))  # [N, ...]
-    (d_params, d_state, d_opt_state, x), move_metrics = jax.lax.scan(
-        lambda c, k: particle_step(data_arrays, c, k, vc.d_steps, batch, vc.step_size),
-        (state.d_params, state.d_state, d_opt_state, x0),
-        jax.random.split(k_move, vc.particle_steps))
+    d, x, move_metrics = particle_phase_of(
+        particle_phase.Discriminator(state.d_params, state.d_state, d_opt_state), x0, k_move,
+        data_arrays, d_steps=vc.d_steps, d_batch=batch, step_size=vc.step_size,
+        num_steps=vc.particle_steps)
+    d_params, d_state, d_opt_state = d
 
     num_passes = num_g_passes(vc, state.step)
     g_params, g_state, g_opt_state, g_loss = fit_generator(
