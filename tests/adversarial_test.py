@@ -183,7 +183,50 @@ def saved_states(monkeypatch):
   return saved
 
 
-def _sigma_error_fn(d_net):
+def _power_iteration64(w, u, n):
+  """n steps of flax's power iteration in float64, from the stored u; (u, σ).
+
+  flax.linen.SpectralNorm on a kernel W [in, out] with u [1, out]:
+  v ← uWᵀ/‖uWᵀ‖, u ← vW/‖vW‖, σ = vWuᵀ.
+  """
+  w, u = np.asarray(w, np.float64), np.asarray(u, np.float64)
+  for _ in range(n):
+    v = u @ w.T
+    v /= np.linalg.norm(v)
+    u = v @ w
+    u /= np.linalg.norm(u)
+  return u, float((v @ w @ u.T)[0, 0])
+
+
+def _sigma_error_bound(w, u, n):
+  """Bound on 1 − σₙ/s₁ after n power iterations from u, from W's spectrum.
+
+  With u = Σ cᵢbᵢ over W's right singular vectors and rᵢ = sᵢ/s₁, the n-th
+  iteration starts from u ∝ Σ cᵢsᵢ^{2(n−1)}bᵢ, so σₙ² = Σ wᵢsᵢ²/Σ wᵢ with
+  wᵢ = cᵢ²sᵢ^{4n−2}; then 1 − σₙ/s₁ ≤ 1 − σₙ²/s₁² = Σ wᵢ(1 − rᵢ²)/Σ wᵢ
+  ≤ Σ_{i≥2} (cᵢ/c₁)² rᵢ^{4n−2} (1 − rᵢ²). A small gap (rᵢ near 1) slows the
+  convergence of u but also shrinks the error it leaves in σ.
+  """
+  _, s, vt = np.linalg.svd(np.asarray(w, np.float64))
+  c = vt[:len(s)] @ np.asarray(u, np.float64)[0]
+  r = s[1:] / s[0]
+  return float(np.sum((c[1:] / c[0]) ** 2 * r ** (4 * n - 2) * (1 - r ** 2)))
+
+
+def _spectral_norm_layers(d_params, d_state):
+  """Per SN layer, in order: (kernel, u, σ) as float64 numpy arrays."""
+  out = []
+  for name, sn in sorted(d_state['batch_stats'].items()):
+    # ['_MaybeSN_i']['SpectralNorm_0'] holds 'Dense_i/kernel/u' and '/sigma' of ['Dense_i'].
+    i = name.split('_MaybeSN_')[1]
+    stats = sn['SpectralNorm_0']
+    out.append((np.asarray(d_params[f'Dense_{i}']['kernel'], np.float64),
+                np.asarray(stats[f'Dense_{i}/kernel/u'], np.float64),
+                float(stats[f'Dense_{i}/kernel/sigma'])))
+  return out
+
+
+def _iterate_fn(d_net):
   """``(params, state, n) -> state`` after n more power iterations (one compile for all n)."""
 
   @jax.jit
@@ -191,21 +234,7 @@ def _sigma_error_fn(d_net):
     return jax.lax.fori_loop(
         0, n, lambda _, s: d_net.train_apply(d_params, s, jnp.zeros((1, 2)))[1], d_state)
 
-  def errors(d_params, d_state, n):
-    """Relative errors of the stored σ vs the SVD, per layer."""
-    new_state = iterate(d_params, d_state, n)
-    kernels = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(d_params)}
-    out = []
-    for path, sigma in jax.tree_util.tree_leaves_with_path(new_state['batch_stats']):
-      name = jax.tree_util.keystr(path)
-      if name.endswith("/sigma']"):
-        # ['_MaybeSN_i']['SpectralNorm_0']['Dense_0/kernel/sigma'] is σ of ['Dense_i']['kernel'].
-        i = name.split("['_MaybeSN_")[1].split("']")[0]
-        top = np.linalg.svd(np.asarray(kernels[f"['Dense_{i}']['kernel']"]), compute_uv=False)[0]
-        out.append(abs(float(sigma) - top) / top)
-    return np.array(out)
-
-  return errors
+  return iterate
 
 
 @pytest.mark.parametrize('name', METHODS)
@@ -229,7 +258,14 @@ def test_short_run_moves_samples_to_the_data_and_state_survives_checkpoints(
   init = method.init(jax.random.PRNGKey(cfg.training.seed))
   before, after = np.asarray(method.generate(init, z)), np.asarray(method.generate(state, z))
   e0, e1 = _energy_distance(before, real), _energy_distance(after, real)
-  assert e1 < 0.3 * e0, (e0, e1)
+  # By far more than the estimate's own noise: the distance between two
+  # independent draws of 1,000 data points (0.01; e0 ≈ 2.3). Not a fixed
+  # fraction of e0: over seeds (which differ as much as another CPU's
+  # rounding makes these runs differ) e1/e0 ranged from 0.01 to 0.34 (WGAN-GP)
+  # in runs that covered 7-16 modes.
+  noise = _energy_distance(np.asarray(ds.sample(ds.arrays, jax.random.PRNGKey(4), 1000)), real)
+  assert e0 - e1 > 10 * noise, (e0, e1, noise)
+  # Modes covered, of 25 (measured 7-16 over 4 seeds of every method; 1 at init).
   m0 = metrics.mode_metrics(before, ds.modes, ds.std)['modes']
   assert out['eval_modes'] > m0 + 3, (m0, out['eval_modes'])
 
@@ -238,17 +274,56 @@ def test_short_run_moves_samples_to_the_data_and_state_survives_checkpoints(
 
 
 def _check_spectral_norm_state(cfg, ds, state, init, wd, tmp_path):
-  # One power iteration per D step tracks the top singular vector of the
-  # moving weights: from the persistent u, one more iteration is already
-  # close to the SVD, far closer than from a fresh u, and enough further
-  # iterations on the final weights reach it within 1e-3.
+  # None of these checks depends on how training went (another CPU's
+  # rounding takes another trajectory, hence other weights): each holds for
+  # whatever weights the run reached, with tolerances from float32 rounding.
   _, d_net = models.build(sngan.model_config(cfg, cfg.hparams), ds.shape)
-  sigma_errors = _sigma_error_fn(d_net)
-  persistent = sigma_errors(state.d_params, state.d_state, 1)
-  fresh = sigma_errors(state.d_params, init.d_state, 1)
-  assert len(persistent) == 3 and persistent.max() < 0.02 and fresh.max() > 5 * persistent.max()
-  converged = sigma_errors(state.d_params, state.d_state, 200)
-  assert converged.max() < 1e-3, converged
+  iterate = _iterate_fn(d_net)
+  layers = _spectral_norm_layers(state.d_params, state.d_state)
+  assert len(layers) == 3
+
+  # The iteration is the power iteration: one more step from the persistent
+  # u gives float64's u and σ to float32 rounding (dot products of <= 32
+  # terms: relative error <= 32·2⁻²⁴ = 2e-6 each).
+  once = _spectral_norm_layers(state.d_params, iterate(state.d_params, state.d_state, 1))
+  for (w, u, _), (_, u1, sigma1) in zip(layers, once):
+    u64, sigma64 = _power_iteration64(w, u, 1)
+    np.testing.assert_allclose(u1, u64, rtol=0, atol=1e-5)
+    assert abs(sigma1 - sigma64) <= 1e-5 * sigma64, (sigma1, sigma64)
+
+  # Enough further iterations reach the SVD's σ: as many as the bound from
+  # these weights' singular-value gaps and the persistent u needs for 1e-4.
+  tol = 1e-4
+  needed = []
+  for w, u, _ in layers:
+    n = 1
+    while _sigma_error_bound(w, u, n) > tol:
+      n *= 2
+    needed.append(n)
+  n = max(needed)
+  assert n <= 2**17, needed  # σ converges however small the gap (the bound's 1 − rᵢ²)
+  many = _spectral_norm_layers(state.d_params, iterate(state.d_params, state.d_state, n))
+  for (w, u, _), (_, _, sigma_n) in zip(layers, many):
+    top = np.linalg.svd(w, compute_uv=False)[0]
+    assert top * (1 - tol - 1e-5) <= sigma_n <= top * (1 + 1e-5), (n, sigma_n, top)
+    assert abs(sigma_n - _power_iteration64(w, u, n)[1]) <= 1e-5 * top
+
+  # The u carried from D step to D step has converged where power iteration
+  # converges fast: each step multiplies its components along right singular
+  # vectors with sᵢ <= s₁/2 (null space included) by (sᵢ/s₁)² <= 1/4, while a
+  # step of D's Adam (lr 1e-3) turns W's top direction little, so their
+  # energy stays far below 1e-3 (measured 1e-5 to 3e-5 over 4 seeds). A u
+  # not carried over keeps the random init's share of it, about (their
+  # number)/32 (measured 0.35 to 1).
+  fresh = _spectral_norm_layers(state.d_params, init.d_state)
+  for (w, u, _), (_, u0, _) in zip(layers[:2], fresh[:2]):  # the last layer has 1 output
+    _, s, vt = np.linalg.svd(w)
+    s = np.pad(s, (0, len(vt) - len(s)))
+    fast = s <= s[0] / 2
+    energy = lambda x: float(np.sum((vt[fast] @ x[0]) ** 2) / np.sum(x ** 2))
+    assert fast.sum() >= len(s) // 4, s
+    assert energy(u) < 1e-3 < 0.1 < energy(u0), (energy(u), energy(u0))
+
   # The u vectors evolved and were checkpointed: resuming from the middle
   # checkpoint reproduces the uninterrupted run bit for bit.
   assert not np.allclose(jax.tree.leaves(state.d_state)[1], jax.tree.leaves(init.d_state)[1])
