@@ -27,12 +27,38 @@ def test_config_round_trips_through_a_dict():
     ({'g_optimizer': {'name': 'lion'}}, r"optimizer\.name='lion'"),
     ({'data': {'name': 'npz'}}, r"data\.path='': name=npz needs a path"),
     ({'model': {'d_input_scale': 0.0}}, r'model\.d_input_scale=0\.0: must be finite and > 0'),
-    ({'model': {'arch': 'dcgan', 'd_input_scale': 5.0}},
+    ({'model': {'arch': 'dcgan', 'd_input_scale': 5.0}, 'data': {'name': 'digits'}},
      r"model\.d_input_scale=5\.0: applies to the mlp discriminator only \(arch is 'dcgan'\)"),
 ])
 def test_bad_config_fields_are_named(d, message):
   with pytest.raises(config_lib.ConfigError, match=message):
     config_lib.Config.from_dict(d)
+
+
+def test_a_conv_arch_on_point_data_names_data_name_first():
+  # The default config (the grid, d_input_scale 2) with only arch switched:
+  # the error names the data, not the MLP's input scale the user never set.
+  from experiments.configs import default  # pylint: disable=g-import-not-at-top
+  c = default.get_config()
+  assert c.model.d_input_scale != 1.0
+  for arch, data in (('resnet_sn', 'grid'), ('dcgan', 'ring'), ('resnet_sn', 'mixture')):
+    c.model.arch, c.data.name = arch, data
+    with pytest.raises(config_lib.ConfigError) as e:
+      config_lib.Config.from_dict(c.to_dict())
+    assert str(e.value) == (
+        f"config field data.name='{data}': gives points, not images, and model.arch='{arch}' "
+        "needs image data; set data.name to an image source ('mnist_5k', 'digits', 'idx', "
+        "'folder', 'tfds' or a uint8 'npz') or model.arch='mlp'")
+  # On image data the next field to change is named, and then the config builds.
+  c.data.name = 'mnist_5k'
+  with pytest.raises(config_lib.ConfigError, match=r"model\.d_input_scale=2\.0: applies to the "
+                     r"mlp discriminator only \(arch is 'resnet_sn'\); set it to 1\.0"):
+    config_lib.Config.from_dict(c.to_dict())
+  c.model.d_input_scale = 1.0
+  assert config_lib.Config.from_dict(c.to_dict()).model.arch == 'resnet_sn'
+  # npz may hold images, so it is left to the data's shape (models.build).
+  c.data.name, c.data.path = 'npz', 'x.npz'
+  assert config_lib.Config.from_dict(c.to_dict()).data.name == 'npz'
 
 
 def _count(tree):

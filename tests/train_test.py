@@ -144,6 +144,9 @@ def test_apps_train_resume_and_sample(tmp_path):
     ('--config.vgrow.divergence=hellinger', "vgrow.divergence='hellinger'"),
     ('--config.data.name=moons', "data.name='moons'"),
     ('--config.vgrow.step_size=-1.0', 'vgrow.step_size=-1.0: must be > 0'),
+    # The default config's grid with a conv net: the data is named, not d_input_scale.
+    ('--config.model.arch=resnet_sn',
+     "data.name='grid': gives points, not images, and model.arch='resnet_sn' needs image data"),
 ])
 def test_app_bad_config_is_a_one_line_error(tmp_path, flag, message):
   r = _run(['experiments.main', f'--workdir={tmp_path}/w', flag], cwd=str(tmp_path))
