@@ -86,6 +86,24 @@ def _logits(logit_fn: LogitFn, x: Array, caller: str) -> Array:
   return d
 
 
+def _check_shapes(logit_fn: LogitFn, x: Array, drift_fn: Optional[DriftFn],
+                  caller: str) -> None:
+  """One-line errors for a logit or drift of the wrong shape, before any scan or vjp.
+
+  Raised here, outside JAX's transformations, the message stays the one line
+  below (JAX appends a note to errors raised inside them).
+  """
+  d = jax.eval_shape(logit_fn, x)
+  if d.shape not in ((x.shape[0],), (x.shape[0], 1)):
+    raise ValueError(f'{caller}: logit_fn must map a batch {x.shape} to logits of shape '
+                     f'({x.shape[0]},), got {d.shape}')
+  if drift_fn is not None:
+    b = jax.eval_shape(drift_fn, x)
+    if b.shape != x.shape:
+      raise ValueError(f'{caller}: drift_fn must map particles {x.shape} to {x.shape}, '
+                       f'got {b.shape}')
+
+
 def _field(logit_fn: LogitFn, x: Array, div: divergences.Divergence,
            caller: str) -> Tuple[Array, Array]:
   # One backward pass for the batch: the samples are independent, so the
@@ -110,6 +128,7 @@ def field_and_logit(
   Returns:
     ``(h, d)`` with h ``[B, ...]`` and d ``[B]``.
   """
+  _check_shapes(logit_fn, x, None, 'field_and_logit')
   return _field(logit_fn, x, divergences.get(divergence), 'field_and_logit')
 
 
@@ -120,6 +139,7 @@ def vector_field(logit_fn: LogitFn, x: Array, divergence: DivergenceLike) -> Arr
   >>> vector_field(lambda x: 2.0 * x[:, 0], jnp.zeros((3, 2)), 'kl')[0].tolist()
   [2.0, 0.0]
   """
+  _check_shapes(logit_fn, x, None, 'vector_field')
   return _field(logit_fn, x, divergences.get(divergence), 'vector_field')[0]
 
 
@@ -154,11 +174,7 @@ def _step(logit_fn: LogitFn, x: Array, div: divergences.Divergence, eta: StepSiz
   """clip(x + η[h(x) + b(x)] + √(2ηγ) ξ); the extras are skipped when absent."""
   h, _ = _field(logit_fn, x, div, caller)  # [B, ...]
   if drift_fn is not None:
-    b = drift_fn(x)
-    if b.shape != x.shape:
-      raise ValueError(f'{caller}: drift_fn must map particles {x.shape} to {x.shape}, '
-                       f'got {b.shape}')
-    h = h + b
+    h = h + drift_fn(x)  # [B, ...] (_check_shapes)
   x_new = x + eta * h
   if key is not None:
     xi = jax.random.normal(key, x.shape, x.dtype)  # [B, ...]
@@ -200,6 +216,7 @@ def flow_step(
     raise ValueError(f'flow_step: step_size must be a scalar, got shape '
                      f'{np.shape(step_size)} (use flow_particles for a schedule)')
   on = _has_noise(noise, key, 'flow_step')
+  _check_shapes(logit_fn, x, drift_fn, 'flow_step')
   return _step(logit_fn, x, divergences.get(divergence), step_size, clip, drift_fn,
                noise, key if on else None, 'flow_step')
 
@@ -214,6 +231,7 @@ def _flow(logit_fn: LogitFn, x: Array, div: divergences.Divergence, *, step_size
     raise ValueError(f'{caller}: step_size of shape {shape} must be a scalar or a '
                      f'[num_steps] = [{num_steps}] schedule')
   keys = jax.random.split(key, num_steps) if _has_noise(noise, key, caller) else None
+  _check_shapes(logit_fn, x, drift_fn, caller)
   etas = None if len(shape) == 0 else jnp.asarray(step_size)  # [K]
 
   def body(y, xs):
