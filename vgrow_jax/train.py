@@ -313,6 +313,72 @@ def load_config(workdir: str) -> config_lib.Config:
     raise config_lib.ConfigError(f'cannot use {path}: {e}') from None
 
 
+def load_data_spec(workdir: str) -> Dict[str, Any]:
+  """The data spec a workdir was trained with (data_spec.json: name, shape, value range, modes).
+
+  Raises:
+    FileNotFoundError: ``workdir`` has no data_spec.json.
+  """
+  spec_path = os.path.join(workdir, DATA_SPEC_FILE)
+  if not os.path.isfile(spec_path):
+    raise FileNotFoundError(f'no {DATA_SPEC_FILE} in workdir {workdir!r}: is it a training '
+                            'workdir?')
+  with open(spec_path) as f:
+    return json.load(f)
+
+
+def sampling_method(cfg: config_lib.Config, spec: Dict[str, Any], *,
+                    sample_flow_steps: Optional[int] = None,
+                    sample_d_steps: Optional[int] = None,
+                    sample_step_size: Optional[float] = None,
+                    sample_step_schedule: Optional[str] = None
+                    ) -> Tuple[config_lib.Config, method_lib.Method]:
+  """``(config, method)`` to sample a trained run with, without its checkpoint.
+
+  The ``sample_*`` keywords, when given, replace those ``vgrow`` fields
+  (VGrow's refined sampling; the state does not depend on them). The method
+  is built on the data spec, or on the training data (``config.data``) when
+  VGrow's refined sampling re-fits D (both steps > 0).
+  """
+  overrides = {k: v for k, v in (('sample_flow_steps', sample_flow_steps),
+                                 ('sample_d_steps', sample_d_steps),
+                                 ('sample_step_size', sample_step_size),
+                                 ('sample_step_schedule', sample_step_schedule))
+               if v is not None}
+  if overrides:
+    cfg = dataclasses.replace(cfg, vgrow=dataclasses.replace(cfg.vgrow, **overrides))
+  if cfg.method == 'vgrow' and cfg.vgrow.sample_flow_steps and cfg.vgrow.sample_d_steps:
+    dataset = data_lib.load(cfg.data)
+  else:
+    dataset = data_lib.spec(spec['shape'], spec['value_range'], name=spec['name'],
+                            modes=spec['modes'], std=spec['std'])
+  return cfg, method_lib.get(cfg.method)(cfg, dataset)
+
+
+def restore_state(workdir: str, cfg: config_lib.Config, method: method_lib.Method,
+                  step: Optional[int] = None) -> Any:
+  """The state of ``method`` in checkpoint ``step`` of a workdir (None: the newest readable).
+
+  Raises:
+    FileNotFoundError: no checkpoint in ``workdir``.
+    checkpoint.CheckpointMismatchError: the checkpoint does not fit ``cfg``.
+    checkpoint.CheckpointError: the checkpoint cannot be read.
+  """
+  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, CHECKPOINT_DIR),
+                                     max_to_keep=cfg.training.keep_checkpoints, create=False)
+  template = method.init(jax.random.PRNGKey(cfg.training.seed))
+  try:
+    if step is None:
+      state, at = ckpt.restore_latest(template)
+      if at is None:
+        raise FileNotFoundError(f'no checkpoint in {ckpt.directory}: train first')
+    else:
+      state, _ = ckpt.restore(template, step)
+  finally:
+    ckpt.close()
+  return state
+
+
 def restore(workdir: str, step: Optional[int] = None, *,
             sample_flow_steps: Optional[int] = None,
             sample_d_steps: Optional[int] = None,
@@ -326,46 +392,18 @@ def restore(workdir: str, step: Optional[int] = None, *,
   when given, replace those ``vgrow`` fields (VGrow's refined sampling; the
   state does not depend on them) in the returned config and method. Refined
   sampling that re-fits D (both steps > 0) loads the training data from
-  ``config.data``.
+  ``config.data``. :func:`vgrow_jax.load` wraps this as G and D functions.
 
   Raises:
     FileNotFoundError: no config, data spec or checkpoint in ``workdir``.
     checkpoint.CheckpointMismatchError: the checkpoint does not fit config.json.
     checkpoint.CheckpointError: the checkpoint cannot be read.
   """
-  cfg = load_config(workdir)
-  overrides = {k: v for k, v in (('sample_flow_steps', sample_flow_steps),
-                                 ('sample_d_steps', sample_d_steps),
-                                 ('sample_step_size', sample_step_size),
-                                 ('sample_step_schedule', sample_step_schedule))
-               if v is not None}
-  if overrides:
-    cfg = dataclasses.replace(cfg, vgrow=dataclasses.replace(cfg.vgrow, **overrides))
-  spec_path = os.path.join(workdir, DATA_SPEC_FILE)
-  if not os.path.isfile(spec_path):
-    raise FileNotFoundError(f'no {DATA_SPEC_FILE} in workdir {workdir!r}: is it a training '
-                            'workdir?')
-  with open(spec_path) as f:
-    spec = json.load(f)
-  if cfg.method == 'vgrow' and cfg.vgrow.sample_flow_steps and cfg.vgrow.sample_d_steps:
-    dataset = data_lib.load(cfg.data)
-  else:
-    dataset = data_lib.spec(spec['shape'], spec['value_range'], name=spec['name'],
-                            modes=spec['modes'], std=spec['std'])
-  method = method_lib.get(cfg.method)(cfg, dataset)
-  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, CHECKPOINT_DIR),
-                                     max_to_keep=cfg.training.keep_checkpoints, create=False)
-  template = method.init(jax.random.PRNGKey(cfg.training.seed))
-  try:
-    if step is None:
-      state, at = ckpt.restore_latest(template)
-      if at is None:
-        raise FileNotFoundError(f'no checkpoint in {ckpt.directory}: train first')
-    else:
-      state, _ = ckpt.restore(template, step)
-  finally:
-    ckpt.close()
-  return cfg, method, state
+  cfg, method = sampling_method(
+      load_config(workdir), load_data_spec(workdir), sample_flow_steps=sample_flow_steps,
+      sample_d_steps=sample_d_steps, sample_step_size=sample_step_size,
+      sample_step_schedule=sample_step_schedule)
+  return cfg, method, restore_state(workdir, cfg, method, step)
 
 
 def sample(method: method_lib.Method, state: Any, num: int, *, seed: int = 0) -> np.ndarray:
