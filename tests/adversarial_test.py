@@ -1,4 +1,4 @@
-"""GAN-type baselines (MATH.md §2, §5): their maths, constraints, and short runs.
+"""GAN-type baselines (docs/math.md §2, §5): their maths, constraints, and short runs.
 
 Analytic checks: the GAN's optimal-D value C(G) = −log 4 + 2·JS, the gradient
 penalty of a linear critic, weight clipping after every critic step, spectral

@@ -1,4 +1,4 @@
-"""Toy data, user data validation and the mode metrics (MATH.md §3)."""
+"""Toy data, user data validation and the mode metrics (docs/math.md §3)."""
 
 import zipfile
 

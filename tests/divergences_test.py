@@ -1,4 +1,4 @@
-"""The divergence table (MATH.md §1): closed forms, f'' forms and f agree."""
+"""The divergence table (docs/math.md §1): closed forms, f'' forms and f agree."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""f-GAN table (MATH.md §2, §5): Fenchel–Young, tightness at T* = f'(p/q), domains."""
+"""f-GAN table (docs/math.md §2, §5): Fenchel–Young, tightness at T* = f'(p/q), domains."""
 
 import math
 

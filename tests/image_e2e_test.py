@@ -97,7 +97,7 @@ def test_mnist_config_is_the_official_one_scaled_down():
   cfg = config_lib.Config.from_dict(mnist.get_config().to_dict())
   assert (cfg.data.name, cfg.data.image_size, cfg.data.resize) == ('mnist_5k', 32, 'bilinear')
   assert cfg.model.arch == 'mlp' and cfg.vgrow.step_size == 0.5 and cfg.vgrow.clip == (-1, 1)
-  # L = 3 and the EMA of G: the B3 tuning round (benchmarks/RESULTS.md, session 5).
+  # L = 3 and the EMA of G: B3's 150-s tuning round (benchmarks/RESULTS.md, B3).
   assert (cfg.vgrow.pool_batches, cfg.vgrow.particle_steps, cfg.vgrow.g_passes) == (4, 5, 3)
   assert cfg.vgrow.g_ema_decay == 0.99
   assert config_lib.Config.from_dict(mnist.get_config('resnet_sn').to_dict()).model.arch == \

@@ -1,4 +1,4 @@
-"""Image metrics against closed forms and hand cases (MATH.md §4, §5)."""
+"""Image metrics against closed forms and hand cases (docs/math.md §4, §5)."""
 
 import numpy as np
 import pytest
