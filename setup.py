@@ -38,6 +38,7 @@ setup(
             'vgrow-sample=experiments.sample:run',
             'vgrow-eval=experiments.eval:run',
             'vgrow-classifier=experiments.classifier:run',
+            'vgrow-fid=experiments.fid:run',
         ],
     },
 )
