@@ -404,14 +404,19 @@ def test_vgrow_eval_inception_metrics_match_vgrow_fid_on_a_workdir(tmp_path, rea
   from experiments import evaluate  # pylint: disable=g-import-not-at-top
   from vgrow_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   from vgrow_jax import train  # pylint: disable=g-import-not-at-top
+  tiny = dict(batch_size=16, pool_batches=1, particle_steps=1, g_passes=1, step_size=0.5,
+              clip=(-1.0, 1.0))
+  if hasattr(config_lib, 'VGrowConfig'):  # the config layout before per-method sections
+    section = {'vgrow': config_lib.VGrowConfig(**tiny)}
+  else:
+    from vgrow_jax import vgrow  # pylint: disable=g-import-not-at-top
+    section = {'methods': {'vgrow': vgrow.HParams(**tiny)}}
   cfg = config_lib.Config(
       data=config_lib.DataConfig(name='digits'),
       model=config_lib.ModelConfig(arch='mlp', latent_dim=4, g_width=8, g_depth=1, d_width=8,
                                    d_depth=1),
-      vgrow=config_lib.VGrowConfig(batch_size=16, pool_batches=1, particle_steps=1,
-                                   g_passes=1, step_size=0.5, clip=(-1.0, 1.0)),
       training=config_lib.TrainingConfig(num_outer_loops=1, log_every=1, checkpoint_every=1,
-                                         eval_samples=16))
+                                         eval_samples=16), **section)
   wd = str(tmp_path / 'w')
   train.train_and_evaluate(cfg, wd)
   # vgrow-fid's workdir input: vgrow-eval's latents, the data's range.
