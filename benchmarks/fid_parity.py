@@ -82,11 +82,12 @@ def torch_features(helper, torch, images: np.ndarray, batch: int = 25) -> np.nda
 
 
 def rel_diffs(ours: np.ndarray, ref: np.ndarray):
-  """(max over images of max|Δ| / max|ref|, max elementwise |Δ|/|ref| where |ref| ≥ 1% of max)."""
+  """(max over images of max|Δ| / max|ref|, max |Δ|/|ref| where |ref| ≥ 1% of the max)."""
   scale = np.abs(ref).max(axis=1, keepdims=True)
   d = np.abs(ours - ref)
   big = np.abs(ref) >= 0.01 * scale
-  return float((d.max(axis=1, keepdims=True) / scale).max()), float((d[big] / np.abs(ref[big])).max())
+  return (float((d.max(axis=1, keepdims=True) / scale).max()),
+          float((d[big] / np.abs(ref[big])).max()))
 
 
 def write_reference(args):

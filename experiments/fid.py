@@ -81,7 +81,8 @@ def main(argv):
   else:
     print('KID: not computed (a statistics file without features)')
   a, b = srcs
-  print(f'protocol: N = {a.n} ({a.name}) vs {b.n} ({b.name}); {inception.PROTOCOL}; weights '
+  n = lambda s: s.n or 'unknown'  # pytorch-fid's mu/sigma files do not say
+  print(f'protocol: N = {n(a)} ({a.name}) vs {n(b)} ({b.name}); {inception.PROTOCOL}; weights '
         f'{inception.describe_weights(weights, sha1)}')
 
 

