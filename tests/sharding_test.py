@@ -63,7 +63,11 @@ def _env(devices):
   return dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=os.pathsep.join(path),
               # as tests/conftest.py sets in this process
               JAX_DEFAULT_MATMUL_PRECISION='highest',
-              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+              # This process's flags too (e.g. --xla_cpu_max_isa=AVX2): the
+              # runs compared must differ in their sharding only.
+              XLA_FLAGS=' '.join(filter(None, [
+                  os.environ.get('XLA_FLAGS', ''),
+                  f'--xla_force_host_platform_device_count={devices}'])))
 
 
 def _free_port():
