@@ -1,4 +1,7 @@
-"""The loop-friendly convolution equals XLA's convolution and its autodiff."""
+"""The loop-friendly convolution equals XLA's convolution and its autodiff.
+
+Run also under ``XLA_FLAGS=--xla_cpu_max_isa=AVX2`` (a CPU without AVX-512).
+"""
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +27,54 @@ def test_value_and_both_gradients_match_lax_conv(ksize, cin, cout):
   ref = jax.grad(lambda x, k: jnp.sum(_ref(x, k) * g), argnums=(0, 1))(x, k)
   for a, b in zip(ours, ref):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('batch,side,ksize,cin,cout', [
+    (16, 32, 3, 2, 3),  # 4 chunks of 4 images
+    (12, 32, 3, 1, 4),  # 3 chunks of 4 (12 is no power of 2)
+    (6, 32, 5, 3, 2),  # 1 chunk, k = 5
+    (9, 24, 3, 4, 4)])  # 2 chunks wanted, 9 odd: 1 chunk
+def test_kernel_grad_in_chunks_matches_lax_conv(batch, side, ksize, cin, cout):
+  kx, kk, kg = jax.random.split(jax.random.PRNGKey(batch), 3)
+  x = jax.random.normal(kx, (batch, side, side, cin))
+  k = jax.random.normal(kk, (ksize, ksize, cin, cout))
+  g = jax.random.normal(kg, (batch, side, side, cout))
+  ref = jax.vjp(lambda k: _ref(x, k), k)[1](g)[0]
+  ours = jax.jit(conv.kernel_grad, static_argnums=2)(x, g, ksize)
+  np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-3 * float(jnp.abs(ref).max()))
+
+
+def _nets_grads(arch, impl, shape, x, z, in_scan):
+  from vgrow_jax import config as config_lib, models  # pylint: disable=g-import-not-at-top
+  cfg = config_lib.ModelConfig(arch=arch, g_width=8, d_width=8, latent_dim=4, conv_impl=impl)
+  g, d = models.build(cfg, shape)
+  gp, gs = g.init(jax.random.PRNGKey(0), z)
+  dp, ds = d.init(jax.random.PRNGKey(1), x)
+
+  def d_loss(p, x):
+    logit, _ = d.train_apply(p, ds, x)
+    return jnp.sum(jnp.sin(logit))
+
+  def g_loss(p):
+    y, _ = g.train_apply(p, gs, z)
+    return jnp.sum(jnp.sin(3 * y))
+
+  grads = lambda: (jax.grad(d_loss, argnums=(0, 1))(dp, x), jax.grad(g_loss)(gp))
+  if not in_scan:  # XLA's own autodiff is slow inside loops (the reason for conv.py)
+    return jax.jit(grads)()
+  # As VGrow uses them, inside a loop: D's parameter and input gradients, G's parameters.
+  return jax.jit(lambda: jax.tree.map(lambda a: a[0], jax.lax.scan(
+      lambda c, _: (c, grads()), 0.0, None, length=2)[1]))()
+
+
+@pytest.mark.parametrize('arch,shape', [('resnet_sn', (32, 32, 1)), ('dcgan', (16, 16, 3))])
+def test_nets_gradients_equal_nn_conv_autodiff_inside_scan(arch, shape):
+  x = jax.random.uniform(jax.random.PRNGKey(2), (8,) + shape, minval=-1, maxval=1)
+  z = jax.random.normal(jax.random.PRNGKey(3), (8, 4))
+  ours = _nets_grads(arch, 'custom_vjp', shape, x, z, in_scan=True)
+  ref = _nets_grads(arch, 'xla', shape, x, z, in_scan=False)
+  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4 * float(jnp.abs(b).max()) + 1e-7)
 
 
 def test_gradients_inside_scan_and_vmap():
