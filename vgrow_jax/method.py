@@ -4,10 +4,11 @@ A method is one module with a ``make(cfg, dataset) -> Method`` factory and a
 frozen ``HParams`` dataclass of its settings (published defaults as the
 field defaults, its optimisers included), plus one line in ``_REGISTRY``
 below. ``cfg.hparams`` gives the running method's settings; a config's
-``methods`` section holds one ``HParams`` per method, so one field
-(``method``) switches methods. VGrow's settings are the ``vgrow`` section and
-the top-level optimisers. The trainer (:mod:`vgrow_jax.train`) only
-calls the fields of :class:`Method`, so it never branches on method names.
+``methods`` section holds one ``HParams`` per method (VGrow's too), so one
+field (``method``) switches methods. The config (:mod:`vgrow_jax.config`)
+and the trainer (:mod:`vgrow_jax.train`) only call the fields of
+:class:`Method` and of ``HParams`` (:class:`vgrow_jax.config.MethodHParams`),
+so they never branch on method names.
 """
 
 from __future__ import annotations
@@ -57,9 +58,22 @@ _REGISTRY: Dict[str, str] = {
     'mmd': 'vgrow_jax.mmd:make',
     'vae': 'vgrow_jax.vae:make',
     'stein_kl': 'vgrow_jax.stein_kl:make',
+    'particles': 'vgrow_jax.particles:make',
 }
 
 NAMES = tuple(sorted(_REGISTRY))
+
+# The method a Config runs unless it names one.
+DEFAULT = 'vgrow'
+
+# Top-level config sections of older releases that are now (a field of) a
+# method's section: old key -> (method, field; '' = the whole section).
+# Config.from_dict moves them, so that old config.json files still load.
+LEGACY_SECTIONS: Dict[str, Tuple[str, str]] = {
+    'vgrow': ('vgrow', ''),
+    'g_optimizer': ('vgrow', 'g_optimizer'),
+    'd_optimizer': ('vgrow', 'd_optimizer'),
+}
 
 
 def get(name: str) -> Callable[..., Method]:
@@ -71,7 +85,7 @@ def get(name: str) -> Callable[..., Method]:
 
 
 def hparams_class(name: str) -> type:
-  """The ``HParams`` dataclass of a registered method (not 'vgrow')."""
+  """The ``HParams`` dataclass of a registered method."""
   get(name)  # validates the name
   module = _REGISTRY[name].split(':')[0]
   return getattr(importlib.import_module(module), 'HParams')

@@ -14,21 +14,23 @@ model (nz 16, G and D 3 × 256 ReLU) with a batch of 256 (VGrow's toy batch).
 GMMN, the VAE and Stein-KL get their toy configs (``mmd.py``, ``vae.py``,
 ``stein_kl.py``: the same nets, with kernel bandwidths, decoder σ and a
 learning rate scaled to toy data, since their published settings are for
-pixels). ``g_steps_per_loop`` / ``steps_per_loop`` only group generator
-iterations per compiled dispatch, so ``training.num_outer_loops`` × that is
-the number of generator iterations.
+pixels). Generator-free VGrow (``particles``) gets ``particles.py`` (its D's
+input scale and step size per suite). ``g_steps_per_loop`` / ``steps_per_loop``
+only group generator iterations per compiled dispatch, so
+``training.num_outer_loops`` × that is the number of generator iterations.
 """
 
 from experiments.configs import common
 from experiments.configs import default
 from experiments.configs import mmd
+from experiments.configs import particles
 from experiments.configs import ring
 from experiments.configs import stein_kl
 from experiments.configs import vae
 
 # The field a VARIANT sets, per method.
 # Methods whose published settings are for pixels: their own toy configs.
-TOY_CONFIGS = {'mmd': mmd, 'vae': vae, 'stein_kl': stein_kl}
+TOY_CONFIGS = {'mmd': mmd, 'vae': vae, 'stein_kl': stein_kl, 'particles': particles}
 
 VARIANT_FIELD = {'vgrow': 'divergence', 'gan': 'generator_loss', 'fgan': 'divergence',
                  'sngan': 'loss'}
