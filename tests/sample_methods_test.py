@@ -14,6 +14,7 @@ from vgrow_jax import data as data_lib
 from vgrow_jax import kernels
 from vgrow_jax import method as method_lib
 from vgrow_jax import mmd
+from vgrow_jax import sharding
 from vgrow_jax import stein_kl
 from vgrow_jax import train
 from vgrow_jax import vae
@@ -64,7 +65,10 @@ def test_short_run_moves_samples_to_the_data_and_the_checkpoint_holds_the_state(
   # 0.19 and 0.27 of its initial value for mmd, stein_kl and vae).
   assert trained < 0.4 * at_init, (at_init, trained)
   # The checkpoint is the trained state: it scores exactly as the trainer's final state.
-  ev, _ = train.evaluate(method, state, ds, cfg)
+  # Under the trainer's mesh, so that both scores come from the same compiled
+  # program (equality is then exact on any CPU, not up to rounding).
+  with sharding.use(sharding.make_mesh(cfg)):
+    ev, _ = train.evaluate(method, state, ds, cfg)
   assert ev == {k: out[k] for k in ev}
   # And it survives another save/restore round trip leaf by leaf.
   ckpt = checkpoint.Checkpointer(str(tmp_path / 'again'))
