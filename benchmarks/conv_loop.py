@@ -176,14 +176,15 @@ def _peaks(reps):
   """Matmul and widest-conv forward inside a scan: name -> (fn, args, flops per step, steps)."""
   a = jnp.full((1280, 256), 0.01)
   b = jnp.full((256, 256), 0.01)
+  mm_reps = 25 * reps  # a matmul takes ~1 ms: enough of them to time
   mm = lambda a, b: jax.lax.scan(lambda c, _: (c + 1e-3 * jnp.mean(a @ (b + c)), None), 0.0,
-                                 None, length=reps)[0]
+                                 None, length=mm_reps)[0]
   xs = jnp.full((128, 32, 32, 32), 0.01)
   k = jnp.full((3, 3, 32, 32), 0.01)
   cv = lambda xs, k: jax.lax.scan(
       lambda c, _: (c + 1e-3 * jnp.mean(conv_lib.conv2d_same(xs, k + c)), None), 0.0, None,
       length=reps)[0]
-  return {'peak_matmul_1280x256x256': (mm, (a, b), 2 * 1280 * 256 * 256, reps),
+  return {'peak_matmul_1280x256x256': (mm, (a, b), 2 * 1280 * 256 * 256, mm_reps),
           'peak_conv3x3_128x32x32x32': (cv, (xs, k), 2 * 128 * 32 * 32 * 9 * 32 * 32, reps)}
 
 
