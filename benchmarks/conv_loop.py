@@ -130,9 +130,12 @@ def _phases(arch, width, channels, size, nz, batch, pool, reps):
   real = jax.random.uniform(key, (batch,) + shape, minval=-1, maxval=1)
   x = jax.random.uniform(jax.random.PRNGKey(1), (pool,) + shape, minval=-1, maxval=1)
   z = jax.random.normal(key, (pool, nz))
-  # Forward MACs per image from the nets' own jaxprs (SN power iterations included).
-  d_macs = _macs(lambda y: d.eval_apply(dp, ds, y), x[:1])
-  g_macs = _macs(lambda w: g.eval_apply(gp, gs, w), z[:1])
+  # Forward MACs per image from the nets' own jaxprs: 2 images less 1, which leaves out
+  # the spectral-norm power iterations (once per call, not per image).
+  d_macs = (_macs(lambda y: d.eval_apply(dp, ds, y), x[:2])
+            - _macs(lambda y: d.eval_apply(dp, ds, y), x[:1]))
+  g_macs = (_macs(lambda w: g.eval_apply(gp, gs, w), z[:2])
+            - _macs(lambda w: g.eval_apply(gp, gs, w), z[:1]))
 
   def d_step(c, _):
     dp, ds, opt = c
