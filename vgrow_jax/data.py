@@ -14,47 +14,34 @@ Sources:
     set, see :mod:`vgrow_jax.image_data`).
   * images: ``mnist_5k``, ``digits``, ``idx``, ``folder``, ``tfds``
     (:mod:`vgrow_jax.image_data`).
+
+:func:`load` dispatches on ``DataConfig.name``. The modules import in one
+direction: this one imports :mod:`vgrow_jax.image_data`, and both build on
+:mod:`vgrow_jax.dataset` (:class:`Dataset`, :class:`DataError`,
+:func:`read_npz`, re-exported here), which imports neither.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, NamedTuple, Optional, Tuple
-import zipfile
+from typing import Any, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from vgrow_jax import config as config_lib
+from vgrow_jax import dataset as dataset_lib
+from vgrow_jax import image_data
 
 Array = jax.Array
 
-
-class DataError(ValueError):
-  """The data cannot be used (missing, malformed, empty, non-finite)."""
-
-
-class Dataset(NamedTuple):
-  """A training distribution.
-
-  Attributes:
-    name: label.
-    arrays: pytree of arrays handed to ``sample`` (passed into jit).
-    sample: ``(arrays, key, n) -> [n, *shape]``, pure and jittable.
-    shape: the shape of one example.
-    value_range: (min, max) of the data, for clipping particles.
-    modes: means ``[M, D]`` of a Gaussian mixture (for the mode metrics), or None.
-    std: the mixture's σ, or None.
-  """
-
-  name: str
-  arrays: Any
-  sample: Callable[[Any, Array, int], Array]
-  shape: Tuple[int, ...]
-  value_range: Tuple[float, float]
-  modes: Optional[np.ndarray] = None
-  std: Optional[float] = None
+# The primitives every source shares, defined in vgrow_jax.dataset so that
+# image_data needs nothing from this module (data -> image_data -> dataset).
+DataError = dataset_lib.DataError
+Dataset = dataset_lib.Dataset
+check_npz = dataset_lib.check_npz
+read_npz = dataset_lib.read_npz
 
 
 def _sample_mixture(arrays, key, n):
@@ -137,40 +124,6 @@ def from_array(x: Any, *, name: str = 'array') -> Dataset:
   )
 
 
-def check_npz(path: str) -> None:
-  """Raises :class:`DataError` unless ``path`` is an existing zip file (an ``.npz``).
-
-  ``np.load(allow_pickle=False)`` takes any file that is neither a zip nor an
-  ``.npy`` for a pickle and says "This file contains pickled (object) data",
-  which misleads: a text file or random bytes named ``x.npz`` has no pickle in
-  it. Checking the zip structure first names the real problem.
-  """
-  if not os.path.isfile(path):
-    raise DataError(f'npz data file not found: {path!r}')
-  if not zipfile.is_zipfile(path):
-    raise DataError(f'{path!r} is not a valid .npz (zip) file')
-
-
-def read_npz(path: str, *, key: str = '') -> np.ndarray:
-  """The array in an ``.npz`` holding one array (or the one named ``key``)."""
-  check_npz(path)
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      names = list(f.files)
-      if key:
-        if key not in names:
-          raise DataError(f'npz file {path!r} has no array {key!r}; it holds {names}')
-        return f[key]
-      if len(names) == 1:
-        return f[names[0]]
-      raise DataError(f'npz file {path!r} holds {len(names)} arrays {names}; '
-                      'name one with data.key')
-  except DataError:
-    raise
-  except Exception as e:  # np.load raises several types for a corrupt file
-    raise DataError(f'cannot read npz file {path!r}: {type(e).__name__}: {e}') from None
-
-
 def from_npz(path: str, *, key: str = '') -> Dataset:
   """Loads ``[N, ...]`` from an ``.npz`` holding one array (or the one named ``key``)."""
   return from_array(read_npz(path, key=key), name=os.path.basename(path))
@@ -178,7 +131,6 @@ def from_npz(path: str, *, key: str = '') -> Dataset:
 
 def load(cfg: config_lib.DataConfig) -> Dataset:
   """The dataset a :class:`DataConfig` names (images: :mod:`vgrow_jax.image_data`)."""
-  from vgrow_jax import image_data  # pylint: disable=g-import-not-at-top
   std = cfg.std or None
   if cfg.name == 'grid':
     return grid(std=std or 0.05)

@@ -49,9 +49,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from vgrow_jax import config as config_lib
-from vgrow_jax import data as data_lib
+from vgrow_jax import dataset as dataset_lib
 
-DataError = data_lib.DataError
+DataError = dataset_lib.DataError
 
 NAMES = ('mnist_5k', 'digits', 'idx', 'folder', 'tfds')
 OFFLINE_HINT = ("offline alternatives: data.name='mnist_5k' (5,000 MNIST digits shipped with "
@@ -332,15 +332,15 @@ def _sample_images(arrays, key, n):
   return to_unit_range(arrays['pixels'][idx])  # [n, H, W, C]
 
 
-def image_dataset(images: np.ndarray, *, name: str = 'images') -> data_lib.Dataset:
-  """A :class:`~vgrow_jax.data.Dataset` of uint8 images kept on the device.
+def image_dataset(images: np.ndarray, *, name: str = 'images') -> dataset_lib.Dataset:
+  """A :class:`~vgrow_jax.dataset.Dataset` of uint8 images kept on the device.
 
   ``sample(arrays, key, n)`` draws n images uniformly with replacement from
   the key (so a resumed run, whose keys are ``fold_in(seed, loop)``, draws
   the same batches) and returns them in [-1, 1] as float32 ``[n, H, W, C]``.
   """
   images = _as_images(images, None, name).images
-  return data_lib.Dataset(name=name, arrays={'pixels': jnp.asarray(images)},
+  return dataset_lib.Dataset(name=name, arrays={'pixels': jnp.asarray(images)},
                           sample=_sample_images, shape=tuple(images.shape[1:]),
                           value_range=(-1.0, 1.0))
 
@@ -377,7 +377,8 @@ def read(cfg: config_lib.DataConfig, split: Optional[str] = None) -> Images:
     out = read_tfds(cfg.tfds_name, split=split, data_dir=cfg.data_dir, image_key=cfg.image_key,
                     download=cfg.tfds_download, max_examples=cfg.max_examples)
   elif cfg.name == 'npz':
-    out = _as_images(data_lib.read_npz(cfg.path, key=cfg.key), None, os.path.basename(cfg.path))
+    out = _as_images(dataset_lib.read_npz(cfg.path, key=cfg.key), None,
+                     os.path.basename(cfg.path))
   else:
     raise DataError(f'data.name={cfg.name!r} is not an image source; expected one of '
                     f'{sorted(NAMES + ("npz",))}')
@@ -399,8 +400,8 @@ def load_arrays(cfg: config_lib.DataConfig, split: Optional[str] = None) -> Imag
                 raw.labels, raw.name)
 
 
-def load(cfg: config_lib.DataConfig) -> data_lib.Dataset:
-  """The training :class:`~vgrow_jax.data.Dataset` of an image config."""
+def load(cfg: config_lib.DataConfig) -> dataset_lib.Dataset:
+  """The training :class:`~vgrow_jax.dataset.Dataset` of an image config."""
   imgs = load_arrays(cfg)
   return image_dataset(imgs.images, name=imgs.name)
 
