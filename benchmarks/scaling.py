@@ -57,11 +57,11 @@ def _config(batch: int, devices: int) -> config_lib.Config:
       model=config_lib.ModelConfig(arch=_ARCH.value, latent_dim=_LATENT.value,
                                    g_width=_WIDTH.value, d_width=_WIDTH.value,
                                    g_depth=_DEPTH.value, d_depth=_DEPTH.value),
-      vgrow=config_lib.VGrowConfig(batch_size=batch, pool_batches=_POOL.value,
-                                   particle_steps=_T.value, d_steps=1, g_passes=_L.value,
-                                   step_size=0.5, clip=(-1.0, 1.0) if image else None),
-      g_optimizer=config_lib.OptimizerConfig(name='rmsprop', learning_rate=1e-4),
-      d_optimizer=config_lib.OptimizerConfig(name='rmsprop', learning_rate=1e-4),
+      methods={'vgrow': vgrow.HParams(
+          batch_size=batch, pool_batches=_POOL.value, particle_steps=_T.value, d_steps=1,
+          g_passes=_L.value, step_size=0.5, clip=(-1.0, 1.0) if image else None,
+          g_optimizer=config_lib.OptimizerConfig(name='rmsprop', learning_rate=1e-4),
+          d_optimizer=config_lib.OptimizerConfig(name='rmsprop', learning_rate=1e-4))},
       mesh=config_lib.MeshConfig(data=devices))
 
 

@@ -74,8 +74,9 @@ _SET = flags.DEFINE_multi_string(
     'For a tuning round.')
 _REFINE = flags.DEFINE_list(
     'refine_steps', [], 'VGrow entries: also score G(z) moved by K flow steps at sampling, for '
-    'each entry K (along the final D: vgrow.sample_flow_steps=K) or K:U (D re-fitted with U '
-    'logistic steps before each move: also vgrow.sample_d_steps=U), as the records\' '
+    'each entry K (along the final D: methods.vgrow.sample_flow_steps=K) or K:U (D re-fitted '
+    'with U logistic steps before each move: also methods.vgrow.sample_d_steps=U), as the '
+    'records\' '
     '"refined" list and one extra table row each (e.g. 30,100:1).')
 _KEEP = flags.DEFINE_boolean(
     'keep_workdirs', False, 'Keep each run\'s workdir (checkpoint, config, metrics) under '
@@ -194,7 +195,7 @@ def refine_scores(wd: str, dataset: str, entry: str, seed: int):
   out = []
   for refine in _refine_steps():
     t1 = time.time()
-    _, refining, _ = train.restore(wd, **refine.sampling(cfg.vgrow.step_size))
+    _, refining, _ = train.restore(wd, **refine.sampling(cfg.hparams.step_size))
     moved = np.asarray(train.generate(refining, state, z), np.float32)
     m = metrics.mode_metrics(moved, ds.modes, ds.std)
     path = _refined_path(_samples_path(dataset, entry, seed), refine)

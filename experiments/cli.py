@@ -13,6 +13,7 @@ from ml_collections import config_dict
 from ml_collections import config_flags
 
 from vgrow_jax import config as config_lib
+from vgrow_jax import method as method_lib
 
 log = std_logging.getLogger('vgrow_jax')
 
@@ -48,6 +49,19 @@ def define_config_flag(app_name: str, default_path: str):
     sys.exit(f'{app_name}: {unknown_override(sys.argv) or e}')
 
 
+def moved_field(path: str) -> str:
+  """Where a dotted field of an older release's layout lives now ('' if it did not move).
+
+  ``vgrow.step_size`` -> ``methods.vgrow.step_size``, ``g_optimizer.name`` ->
+  ``methods.vgrow.g_optimizer.name`` (:data:`vgrow_jax.method.LEGACY_SECTIONS`).
+  """
+  head, _, rest = path.partition('.')
+  if head not in method_lib.LEGACY_SECTIONS:
+    return ''
+  name, field = method_lib.LEGACY_SECTIONS[head]
+  return '.'.join(p for p in ('methods', name, field, rest) if p)
+
+
 def unknown_override(argv: Sequence[str]) -> str:
   """The message for the first ``--config.<path>`` in ``argv`` naming no config field."""
   from experiments.configs import common  # pylint: disable=g-import-not-at-top
@@ -55,7 +69,11 @@ def unknown_override(argv: Sequence[str]) -> str:
   for arg in argv[1:]:
     if not arg.startswith('--config.'):
       continue
-    path = arg[len('--config.'):].split('=', 1)[0].split('.')
+    dotted = arg[len('--config.'):].split('=', 1)[0]
+    if moved_field(dotted):
+      return (f'unknown config field {dotted}: it moved to {moved_field(dotted)} '
+              f'(--config.{moved_field(dotted)})')
+    path = dotted.split('.')
     node = defaults
     for i, name in enumerate(path):
       field = '.'.join(path[:i + 1])
@@ -86,6 +104,9 @@ def apply_overrides(c, items):
   """
   for item in items:
     key, value = _parse_set(item)
+    if moved_field(key):
+      raise app.UsageError(f'--set={item!r}: unknown config field {key!r}: it moved to '
+                           f'{moved_field(key)!r}')
     *path, leaf = key.split('.')
     node = c
     for part in path:
@@ -121,22 +142,24 @@ class SamplingFlags(NamedTuple):
 def define_sampling_flags() -> SamplingFlags:
   """--sample_flow_steps, --sample_d_steps, --sample_step_size, --sample_step_schedule.
 
-  VGrow's refined sampling (``vgrow.sample_*`` fields of the config).
+  VGrow's refined sampling (``methods.vgrow.sample_*`` fields of the config).
   """
   return SamplingFlags(
       flags.DEFINE_integer('sample_flow_steps', None, 'VGrow: move G(z) this many flow steps '
-                           'at sampling (default: the run\'s vgrow.sample_flow_steps, 0 = plain '
-                           'G(z)), along the final D unless --sample_d_steps.', lower_bound=0),
+                           "at sampling (default: the run's methods.vgrow.sample_flow_steps, "
+                           '0 = plain G(z)), along the final D unless --sample_d_steps.',
+                           lower_bound=0),
       flags.DEFINE_integer('sample_d_steps', None, 'VGrow, with sample_flow_steps: re-fit D on '
                            'the training data with this many logistic steps before each flow '
-                           'step (default: the run\'s vgrow.sample_d_steps, 0 = along the final '
-                           'D).', lower_bound=0),
+                           "step (default: the run's methods.vgrow.sample_d_steps, 0 = along "
+                           'the final D).', lower_bound=0),
       flags.DEFINE_float('sample_step_size', None, 'VGrow, with sample_flow_steps: η of those '
-                         'steps (default: the run\'s vgrow.sample_step_size, else its '
+                         "steps (default: the run's methods.vgrow.sample_step_size, else its "
                          'step_size).'),
       flags.DEFINE_enum('sample_step_schedule', None, list(config_lib.SAMPLE_STEP_SCHEDULES),
                         'VGrow, with sample_flow_steps: η over those K steps, constant or '
-                        'linear η·(1 − k/K) (default: the run\'s vgrow.sample_step_schedule).'))
+                        "linear η·(1 − k/K) (default: the run's "
+                        'methods.vgrow.sample_step_schedule).'))
 
 
 class RefineEntry(NamedTuple):
@@ -163,11 +186,11 @@ class RefineEntry(NamedTuple):
 def parse_refine_steps(flag: str, entries: Sequence[str]) -> List[RefineEntry]:
   """Refined-sampling entries 'K', 'K:U', 'K:U:S' or 'K:U:S:linear' -> [RefineEntry].
 
-  K flow steps at sampling (``vgrow.sample_flow_steps``); U > 0 re-fits D with
-  U logistic steps before each (``vgrow.sample_d_steps``; 0: along the final
-  D); S scales the run's step size η for those steps (``vgrow.sample_step_size
-  = S·η``; default 1); the last part is ``vgrow.sample_step_schedule``
-  (default constant).
+  K flow steps at sampling (``methods.vgrow.sample_flow_steps``); U > 0
+  re-fits D with U logistic steps before each (``methods.vgrow.sample_d_steps``;
+  0: along the final D); S scales the run's step size η for those steps
+  (``methods.vgrow.sample_step_size = S·η``; default 1); the last part is
+  ``methods.vgrow.sample_step_schedule`` (default constant).
 
   Raises:
     app.UsageError: an entry is not of that form with K >= 1, U >= 0, S > 0

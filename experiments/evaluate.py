@@ -40,16 +40,16 @@ def _read_data_spec(workdir: str):
 
 def _sampling(cfg) -> Dict[str, str]:
   """The protocol entry naming refined sampling, when the run's method uses it."""
-  vc = cfg.vgrow
-  eta = vc.step_size if vc.sample_step_size is None else vc.sample_step_size
-  eta = f'η = {eta:g}' + (', decaying linearly' if vc.sample_step_schedule == 'linear' else '')
-  if cfg.method == 'vgrow' and vc.sample_flow_steps and vc.sample_d_steps:
-    return {'sampling': f'G(z) + {vc.sample_flow_steps} flow steps ({eta}), D '
-                        f're-fitted on the training data with {vc.sample_d_steps} logistic '
+  hp = cfg.hparams
+  if not getattr(hp, 'sample_flow_steps', 0):  # a method without refined sampling, or off
+    return {}
+  eta = hp.step_size if hp.sample_step_size is None else hp.sample_step_size
+  eta = f'η = {eta:g}' + (', decaying linearly' if hp.sample_step_schedule == 'linear' else '')
+  if hp.sample_d_steps:
+    return {'sampling': f'G(z) + {hp.sample_flow_steps} flow steps ({eta}), D '
+                        f're-fitted on the training data with {hp.sample_d_steps} logistic '
                         'step(s) before each'}
-  if cfg.method == 'vgrow' and vc.sample_flow_steps:
-    return {'sampling': f'G(z) + {vc.sample_flow_steps} flow steps along the final D ({eta})'}
-  return {}
+  return {'sampling': f'G(z) + {hp.sample_flow_steps} flow steps along the final D ({eta})'}
 
 
 def _append(workdir: str, record: Dict[str, Any]) -> None:

@@ -2,7 +2,7 @@
 
 The config file is an ml_collections file (default: VGrow-KL on the 5×5
 grid); any field can be overridden, e.g.
-``--config.training.num_outer_loops=800 --config.vgrow.divergence=js``.
+``--config.training.num_outer_loops=800 --config.methods.vgrow.divergence=js``.
 Running again with the same workdir resumes from its latest checkpoint.
 SIGTERM or Ctrl-C stops after the current outer loop with a checkpoint saved
 (exit status 0); a second one aborts.

@@ -338,7 +338,7 @@ def _check_spectral_norm_state(cfg, ds, state, init, wd, tmp_path):
 def test_toy_configs_give_published_defaults_on_vgrows_toy_model():
   from experiments.configs import toy  # pylint: disable=g-import-not-at-top
   vg = config_lib.Config.from_dict(toy.get_config('vgrow:js,ring').to_dict())
-  assert (vg.method, vg.vgrow.divergence, vg.data.name) == ('vgrow', 'js', 'ring')
+  assert (vg.method, vg.hparams.divergence, vg.data.name) == ('vgrow', 'js', 'ring')
   for name in METHODS:
     cfg = config_lib.Config.from_dict(toy.get_config(f'{name},grid').to_dict())
     assert cfg.method == name and cfg.data.name == 'grid'

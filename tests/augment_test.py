@@ -65,10 +65,10 @@ def _image_cfg(shift, lr):
   return config_lib.Config(
       model=config_lib.ModelConfig(latent_dim=4, g_width=16, g_depth=1, d_width=16, d_depth=1,
                                    output_tanh=True),
-      vgrow=config_lib.VGrowConfig(batch_size=8, pool_batches=2, particle_steps=1, d_steps=1,
-                                   g_passes=1, step_size=0.1, clip=(-1.0, 1.0),
-                                   d_augment_shift=shift),
-      d_optimizer=config_lib.OptimizerConfig(name='sgd', learning_rate=lr))
+      methods={'vgrow': vgrow.HParams(
+          batch_size=8, pool_batches=2, particle_steps=1, d_steps=1, g_passes=1, step_size=0.1,
+          clip=(-1.0, 1.0), d_augment_shift=shift,
+          d_optimizer=config_lib.OptimizerConfig(name='sgd', learning_rate=lr))})
 
 
 def test_vgrow_d_step_and_flow_see_translated_images():
@@ -80,7 +80,7 @@ def test_vgrow_d_step_and_flow_see_translated_images():
   g_net, d_net = models.build(cfg.model, ds.shape)
   s0 = m.init(jax.random.PRNGKey(0))
   s1, metrics = jax.jit(m.step)(s0, ds.arrays)
-  batch, pool = cfg.vgrow.batch_size, cfg.vgrow.pool_size
+  batch, pool = cfg.hparams.batch_size, cfg.hparams.pool_size
   # The loop's keys, as vgrow_pg_test: pool latents, the move (T = 1), its D step (U = 1).
   k_pool, k_move, _ = vgrow.loop_keys(s0.key, 0)
   k_step = jax.random.split(k_move, 1)[0]
@@ -123,10 +123,11 @@ def test_vgrow_d_step_and_flow_see_translated_images():
 
 def test_augmenting_vectors_or_a_negative_shift_is_named():
   from vgrow_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  with pytest.raises(ValueError, match=r'vgrow\.d_augment_shift=2 needs image data'):
+  with pytest.raises(ValueError, match=r'methods\.vgrow\.d_augment_shift=2 needs image data'):
     vgrow.make(_image_cfg(2, 0.1), data_lib.ring())
-  with pytest.raises(config_lib.ConfigError, match=r'vgrow\.d_augment_shift=-1: must be >= 0'):
-    config_lib.Config.from_dict({'vgrow': {'d_augment_shift': -1}})
+  with pytest.raises(config_lib.ConfigError,
+                     match=r'methods\.vgrow\.d_augment_shift=-1: must be >= 0'):
+    config_lib.Config.from_dict({'methods': {'vgrow': {'d_augment_shift': -1}}})
 
 
 def test_fill_sets_the_pixels_that_come_in():

@@ -24,9 +24,9 @@ def test_mnist_config_parses_method_variant_and_arch():
   with pytest.raises(ValueError, match="arch 'cnn' must be one of"):
     mnist.parse('gan,cnn')
   vg = _cfg(mnist.get_config('vgrow:js'))
-  assert (vg.method, vg.vgrow.divergence, vg.model.arch, vg.data.name) == (
+  assert (vg.method, vg.hparams.divergence, vg.model.arch, vg.data.name) == (
       'vgrow', 'js', 'mlp', 'mnist_5k')
-  assert vg.model.output_tanh and vg.vgrow.clip == (-1.0, 1.0)
+  assert vg.model.output_tanh and vg.hparams.clip == (-1.0, 1.0)
   # VGrow's MLP D: spectral norm on 2·x (benchmarks/RESULTS.md, B3), the conv nets as they are.
   assert (vg.model.d_spectral_norm, vg.model.d_input_scale) == (True, mnist.D_INPUT_SCALE) == (
       True, 2.0)

@@ -10,21 +10,27 @@ import pytest
 
 from vgrow_jax import config as config_lib
 from vgrow_jax import models
+from vgrow_jax import vgrow
 
 
 def test_config_round_trips_through_a_dict():
-  cfg = config_lib.Config(vgrow=config_lib.VGrowConfig(clip=(-1.0, 1.0),
-                                                       g_passes_schedule=((200, 10),)))
+  cfg = config_lib.Config(methods={'vgrow': vgrow.HParams(clip=(-1.0, 1.0),
+                                                          g_passes_schedule=((200, 10),))})
   assert config_lib.Config.from_dict(cfg.to_dict()) == cfg
 
 
+def _vgrow(fields):
+  return {'methods': {'vgrow': fields}}
+
+
 @pytest.mark.parametrize('d,message', [
-    ({'vgrow': {'step_sise': 0.1}}, r'unknown config field vgrow\.step_sise'),
-    ({'vgrow': {'batch_size': 'big'}}, r"vgrow\.batch_size='big': expected an int"),
-    ({'vgrow': {'pool_batches': 0}}, r'vgrow\.pool_batches=0: must be >= 1'),
+    (_vgrow({'step_sise': 0.1}), r'unknown config field methods\.vgrow\.step_sise'),
+    (_vgrow({'batch_size': 'big'}), r"methods\.vgrow\.batch_size='big': expected an int"),
+    (_vgrow({'pool_batches': 0}), r'methods\.vgrow\.pool_batches=0: must be >= 1'),
     ({'method': 'gan9'}, r"method='gan9': expected one of \[.*'gan'.*'vgrow'.*\]"),
     ({'model': {'arch': 'transformer'}}, r"model\.arch='transformer'"),
-    ({'g_optimizer': {'name': 'lion'}}, r"optimizer\.name='lion'"),
+    (_vgrow({'g_optimizer': {'name': 'lion'}}),
+     r"methods\.vgrow\.g_optimizer\.name='lion'"),
     ({'data': {'name': 'npz'}}, r"data\.path='': name=npz needs a path"),
     ({'model': {'d_input_scale': 0.0}}, r'model\.d_input_scale=0\.0: must be finite and > 0'),
     ({'model': {'arch': 'dcgan', 'd_input_scale': 5.0}, 'data': {'name': 'digits'}},
@@ -171,3 +177,36 @@ def test_d_input_scale_makes_the_spectrally_normalised_logit_c_lipschitz():
   # 1-Lipschitz at c = 1 (spectral norm, ReLU): every input gradient of the c-net <= c.
   norms = np.linalg.norm(grad(dc, x), axis=1)
   assert norms.max() <= c * (1 + 1e-3)
+
+
+def test_every_method_setting_lives_in_its_methods_section():
+  # No top-level section that only one method reads: a GAN's optimiser is
+  # methods.gan.g_optimizer, and an old top-level one is no Config field.
+  names = {f.name for f in dataclasses.fields(config_lib.Config)}
+  assert names == {'method', 'data', 'model', 'training', 'mesh', 'methods'}
+  with pytest.raises(TypeError, match='g_optimizer'):
+    config_lib.Config(method='gan', g_optimizer=config_lib.OptimizerConfig(learning_rate=0.5))
+  cfg = config_lib.Config.from_dict(
+      {'method': 'gan', 'methods': {'gan': {'g_optimizer': {'learning_rate': 0.5}}}})
+  assert cfg.hparams.g_optimizer.learning_rate == 0.5 and cfg.hparams_section == 'methods.gan'
+  # The running method's section is always recorded (its defaults when not given).
+  assert sorted(config_lib.Config(method='gan').to_dict()['methods']) == ['gan']
+  assert config_lib.Config().hparams == vgrow.HParams()
+  assert config_lib.Config().with_hparams(step_size=0.1).hparams.step_size == 0.1
+
+
+def test_the_old_top_level_vgrow_sections_are_read_into_methods_vgrow():
+  old = {'method': 'vgrow', 'vgrow': {'divergence': 'js', 'step_size': 0.1},
+         'g_optimizer': {'name': 'adam', 'learning_rate': 3e-3},
+         'd_optimizer': {'name': 'sgd'}, 'methods': {'gan': {'n_critic': 2}}}
+  cfg = config_lib.Config.from_dict(old)
+  assert cfg.hparams == vgrow.HParams(
+      divergence='js', step_size=0.1,
+      g_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=3e-3),
+      d_optimizer=config_lib.OptimizerConfig(name='sgd'))
+  assert cfg.methods['gan'].n_critic == 2
+  assert config_lib.Config.from_dict(cfg.to_dict()) == cfg  # written in the new layout
+  assert 'vgrow' not in cfg.to_dict() and 'g_optimizer' not in cfg.to_dict()
+  with pytest.raises(config_lib.ConfigError, match=r'^config field g_optimizer: is the old place '
+                     r'of methods\.vgrow, which the config sets too; keep methods\.vgrow only$'):
+    config_lib.Config.from_dict({'g_optimizer': {}, 'methods': {'vgrow': {}}})

@@ -13,6 +13,7 @@ from vgrow_jax import classifier
 from vgrow_jax import config as config_lib
 from vgrow_jax import image_data
 from vgrow_jax import train
+from vgrow_jax import vgrow
 
 
 @pytest.fixture(scope='module')
@@ -44,8 +45,8 @@ def test_vgrow_on_digits_writes_figures_and_vgrow_eval_scores_it(tmp_path, digit
   cfg = config_lib.Config(
       data=config_lib.DataConfig(name='digits'),
       model=config_lib.ModelConfig(arch='dcgan', latent_dim=4, g_width=4, d_width=4),
-      vgrow=config_lib.VGrowConfig(batch_size=16, pool_batches=2, particle_steps=2,
-                                   g_passes=1, step_size=0.5, clip=(-1.0, 1.0)),
+      methods={'vgrow': vgrow.HParams(batch_size=16, pool_batches=2, particle_steps=2,
+                                      g_passes=1, step_size=0.5, clip=(-1.0, 1.0))},
       training=config_lib.TrainingConfig(num_outer_loops=2, log_every=1, checkpoint_every=2,
                                          eval_samples=64, figure_every=1))
   wd = str(tmp_path / 'w')
@@ -96,9 +97,10 @@ def test_mnist_config_is_the_official_one_scaled_down():
   from experiments.configs import mnist  # pylint: disable=g-import-not-at-top
   cfg = config_lib.Config.from_dict(mnist.get_config().to_dict())
   assert (cfg.data.name, cfg.data.image_size, cfg.data.resize) == ('mnist_5k', 32, 'bilinear')
-  assert cfg.model.arch == 'mlp' and cfg.vgrow.step_size == 0.5 and cfg.vgrow.clip == (-1, 1)
+  hp = cfg.hparams
+  assert cfg.model.arch == 'mlp' and hp.step_size == 0.5 and hp.clip == (-1, 1)
   # L = 3 and the EMA of G: B3's 150-s tuning round (benchmarks/RESULTS.md, B3).
-  assert (cfg.vgrow.pool_batches, cfg.vgrow.particle_steps, cfg.vgrow.g_passes) == (4, 5, 3)
-  assert cfg.vgrow.g_ema_decay == 0.99
+  assert (hp.pool_batches, hp.particle_steps, hp.g_passes) == (4, 5, 3)
+  assert hp.g_ema_decay == 0.99
   assert config_lib.Config.from_dict(mnist.get_config('resnet_sn').to_dict()).model.arch == \
       'resnet_sn'

@@ -14,14 +14,15 @@ from vgrow_jax import config as config_lib
 from vgrow_jax import method as method_lib
 from vgrow_jax import metrics as metrics_lib
 from vgrow_jax import train
+from vgrow_jax import vgrow
 
 
 def _vgrow_config():
   return config_lib.Config(
       data=config_lib.DataConfig(name='ring'),
       model=config_lib.ModelConfig(latent_dim=4, g_width=16, g_depth=1, d_width=16, d_depth=1),
-      vgrow=config_lib.VGrowConfig(batch_size=16, pool_batches=2, particle_steps=2,
-                                   g_passes=1, step_size=0.1),
+      methods={'vgrow': vgrow.HParams(batch_size=16, pool_batches=2, particle_steps=2,
+                                      g_passes=1, step_size=0.1)},
       training=config_lib.TrainingConfig(num_outer_loops=2, log_every=2, checkpoint_every=1,
                                          eval_samples=100, figure_every=0))
 

@@ -1,7 +1,5 @@
 """The particle phase (docs/math.md §1): the logistic D step, refit_flow, and VGrow's use of them."""
 
-import dataclasses
-
 import chex
 import jax
 import jax.numpy as jnp
@@ -43,22 +41,22 @@ def _config(**vgrow_fields):
   vc.update(vgrow_fields)
   return config_lib.Config(
       model=config_lib.ModelConfig(latent_dim=4, g_width=16, g_depth=1, d_width=16, d_depth=1),
-      vgrow=config_lib.VGrowConfig(**vc),
-      d_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=3e-3, b1=0.5,
-                                             lr_decay_boundaries=(1,)))
+      methods={'vgrow': vgrow.HParams(
+          **vc, d_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=3e-3, b1=0.5,
+                                                       lr_decay_boundaries=(1,)))})
 
 
 def _pieces(cfg, ds, state, batch_size):
   """VGrow's D, its optimiser at the state's learning rate, and a D step, built by hand."""
   _, d_net = models.build(cfg.model, ds.shape)
   d_opt_state = optim.with_learning_rate(state.d_opt_state,
-                                         optim.learning_rate(cfg.d_optimizer, state.step))
+                                         optim.learning_rate(cfg.hparams.d_optimizer, state.step))
   d0 = pp.Discriminator(state.d_params, state.d_state, d_opt_state)
-  view = lambda k, x: vgrow.augment.translate(k, x, max_shift=cfg.vgrow.d_augment_shift)
+  view = lambda k, x: vgrow.augment.translate(k, x, max_shift=cfg.hparams.d_augment_shift)
   d_step = pp.make_discriminator_step(
       train_apply=d_net.train_apply, eval_apply=d_net.eval_apply,
-      optimizer=optim.make(cfg.d_optimizer), sample_real=ds.sample, batch_size=batch_size,
-      gradient_penalty=cfg.vgrow.d_gradient_penalty, view_fn=view)
+      optimizer=optim.make(cfg.hparams.d_optimizer), sample_real=ds.sample, batch_size=batch_size,
+      gradient_penalty=cfg.hparams.d_gradient_penalty, view_fn=view)
   return d_net, d0, d_step, view
 
 
@@ -71,7 +69,7 @@ def test_refit_flow_is_vgrows_particle_phase_bit_for_bit(case):
   state, _ = step(m.init(jax.random.PRNGKey(0)), ds.arrays)  # past the lr boundary at loop 1
   new_state, met = step(state, ds.arrays)
 
-  vc = cfg.vgrow
+  vc = cfg.hparams
   k_pool, k_move, _ = vgrow.loop_keys(state.key, state.step)
   g_net = models.build(cfg.model, ds.shape)[0]
   x0 = g_net.eval_apply(state.g_params, state.g_state,
@@ -95,9 +93,9 @@ def test_refit_sampling_is_refit_flow_on_gs_samples_with_the_linear_schedule():
   cfg, ds = _config(), data_lib.ring()
   m = vgrow.make(cfg, ds)
   state, _ = jax.jit(m.step)(m.init(jax.random.PRNGKey(0)), ds.arrays)
-  refit_cfg = dataclasses.replace(cfg, vgrow=dataclasses.replace(
-      cfg.vgrow, sample_flow_steps=10, sample_d_steps=2, sample_step_schedule='linear',
-      sample_d_batch_size=32, sample_step_size=0.1))
+  refit_cfg = cfg.with_hparams(sample_flow_steps=10, sample_d_steps=2,
+                               sample_step_schedule='linear', sample_d_batch_size=32,
+                               sample_step_size=0.1)
   z = jax.random.normal(jax.random.PRNGKey(2), (100, 4))
   refined = jax.jit(vgrow.make(refit_cfg, ds).generate)(state, z)
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 from vgrow_jax import config as config_lib  # pylint: disable=g-import-not-at-top
 from vgrow_jax import sharding  # pylint: disable=g-import-not-at-top
 from vgrow_jax import train  # pylint: disable=g-import-not-at-top
+from vgrow_jax import vgrow  # pylint: disable=g-import-not-at-top
 
 
 def _error(fn) -> str:
@@ -38,9 +39,9 @@ def main(jobs_path: str, out_path: str) -> None:
   base = config_lib.Config.from_dict(jobs[0]['config'])
 
   def mesh_of(data, batch):
-    vgrow = config_lib.VGrowConfig(batch_size=batch)
+    methods = {'vgrow': vgrow.HParams(batch_size=batch)}
     mesh = config_lib.MeshConfig(data)
-    return lambda: sharding.make_mesh(config_lib.Config(vgrow=vgrow, mesh=mesh))
+    return lambda: sharding.make_mesh(config_lib.Config(methods=methods, mesh=mesh))
 
   def shard_odd_batch():
     with sharding.use(sharding.make_mesh(base)):

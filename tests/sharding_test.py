@@ -34,8 +34,8 @@ RTOL, ATOL = 1e-5, 1e-7
 OVERRIDES = {
     'model.latent_dim': 4, 'model.g_width': 16, 'model.g_depth': 1,
     'model.d_width': 16, 'model.d_depth': 1,
-    'vgrow.batch_size': 16, 'vgrow.pool_batches': 2, 'vgrow.particle_steps': 2,
-    'vgrow.g_passes': 1,
+    'methods.vgrow.batch_size': 16, 'methods.vgrow.pool_batches': 2,
+    'methods.vgrow.particle_steps': 2, 'methods.vgrow.g_passes': 1,
     'training.num_outer_loops': 2, 'training.log_every': 2, 'training.checkpoint_every': 2,
     'training.eval_samples': 200,
 }
@@ -165,8 +165,8 @@ def test_two_process_job_completes_and_matches(runs):
 
 def test_bad_meshes_are_one_line_errors(runs):
   assert runs['report']['errors'] == {
-      'mesh.data=-1, batch 12': 'ConfigError: config field vgrow.batch_size=12: must be a '
-                                'multiple of the 8 devices on the data axis (mesh.data=-1 '
+      'mesh.data=-1, batch 12': 'ConfigError: config field methods.vgrow.batch_size=12: must '
+                                'be a multiple of the 8 devices on the data axis (mesh.data=-1 '
                                 '(all 8 devices))',
       'mesh.data=16': 'ConfigError: config field mesh.data=16: exceeds the device count of '
                       'this job, 8 (cpu)',

@@ -24,6 +24,7 @@ from vgrow_jax import config as config_lib
 from vgrow_jax import guard
 from vgrow_jax import preemption
 from vgrow_jax import train
+from vgrow_jax import vgrow
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,8 +34,8 @@ def tiny(num_loops, *, g_width=16, **training_kw):
       data=config_lib.DataConfig(name='ring'),
       model=config_lib.ModelConfig(latent_dim=4, g_width=g_width, g_depth=1, d_width=16,
                                    d_depth=1),
-      vgrow=config_lib.VGrowConfig(batch_size=16, pool_batches=2, particle_steps=2,
-                                   g_passes=1, step_size=0.1),
+      methods={'vgrow': vgrow.HParams(batch_size=16, pool_batches=2, particle_steps=2,
+                                      g_passes=1, step_size=0.1)},
       training=config_lib.TrainingConfig(**{
           'num_outer_loops': num_loops, 'log_every': 2, 'checkpoint_every': 2,
           'eval_samples': 200, **training_kw}))
@@ -63,30 +64,39 @@ def _copy(workdir, tmp_path):
 
 # --- Config validation -------------------------------------------------------------------
 
+def _vgrow(fields):
+  """A config mapping setting ``fields`` of VGrow's section."""
+  return {'methods': {'vgrow': fields}}
+
+
 @pytest.mark.parametrize('d,message', [
     ({'mesh': {'data': 3}},
-     'config field vgrow.batch_size=64: must be a multiple of the 3 devices on the data axis '
+     'config field methods.vgrow.batch_size=64: must be a multiple of the 3 devices on the '
+     'data axis '
      '(mesh.data=3)'),
     ({'mesh': {'devices': 8}}, "unknown config field mesh.devices; known fields here: ['data']"),
     ({'training': {'on_nonfinite': 'ignore'}},
      "config field training.on_nonfinite='ignore': expected one of ['skip', 'stop']"),
     ({'training': {'seed': 2**32}}, 'config field training.seed=4294967296: must be in [0, 2**32)'),
     ({'training': {'log_every': 0}}, 'config field training.log_every=0: must be >= 1'),
-    ({'g_optimizer': {'learning_rate': float('nan')}},
-     'config field g_optimizer.learning_rate=nan: expected a finite float'),
+    (_vgrow({'g_optimizer': {'learning_rate': float('nan')}}),
+     'config field methods.vgrow.g_optimizer.learning_rate=nan: expected a finite float'),
+    (_vgrow({'d_optimizer': {'lr_decay_factor': 0.0}}),
+     'config field methods.vgrow.d_optimizer.lr_decay_factor=0.0: must be > 0'),
+    (_vgrow({'d_optimizer': {'lr_decay_boundaries': [-1]}}),
+     'config field methods.vgrow.d_optimizer.lr_decay_boundaries=(-1,): must be increasing '
+     'outer-loop indices >= 0'),
+    (_vgrow({'clip': [-1, 1], 'clip_to_data_range': True}),
+     'config field methods.vgrow.clip_to_data_range=True: conflicts with '
+     'methods.vgrow.clip=(-1.0, 1.0); set one of them'),
+    (_vgrow({'g_passes_schedule': [[-5, 2]]}),
+     'config field methods.vgrow.g_passes_schedule=((-5, 2),): must be increasing '
+     '(from_loop >= 0, passes >= 0) pairs'),
+    (_vgrow({'clip': [0, float('inf')]}),
+     'config field methods.vgrow.clip=inf: expected a finite float'),
+    # The layout of older releases is read into methods.vgrow, errors named there.
     ({'d_optimizer': {'lr_decay_factor': 0.0}},
-     'config field d_optimizer.lr_decay_factor=0.0: must be > 0'),
-    ({'d_optimizer': {'lr_decay_boundaries': [-1]}},
-     'config field d_optimizer.lr_decay_boundaries=(-1,): must be increasing outer-loop '
-     'indices >= 0'),
-    ({'vgrow': {'clip': [-1, 1], 'clip_to_data_range': True}},
-     'config field vgrow.clip_to_data_range=True: conflicts with vgrow.clip=(-1.0, 1.0); '
-     'set one of them'),
-    ({'vgrow': {'g_passes_schedule': [[-5, 2]]}},
-     'config field vgrow.g_passes_schedule=((-5, 2),): must be increasing (from_loop >= 0, '
-     'passes >= 0) pairs'),
-    ({'vgrow': {'clip': [0, float('inf')]}},
-     'config field vgrow.clip=inf: expected a finite float'),
+     'config field methods.vgrow.d_optimizer.lr_decay_factor=0.0: must be > 0'),
     ({'data': {'seed': -3}}, 'config field data.seed=-3: must be >= 0'),
 ])
 def test_bad_config_is_one_error_naming_field_and_value(d, message):
@@ -96,9 +106,9 @@ def test_bad_config_is_one_error_naming_field_and_value(d, message):
 
 
 def test_configs_built_directly_are_type_checked():
-  with pytest.raises(config_lib.ConfigError, match=r"^config field vgrow\.batch_size='16': "
-                     r'expected an int$'):
-    config_lib.VGrowConfig(batch_size='16')
+  with pytest.raises(config_lib.ConfigError, match=r"^config field methods\.vgrow\.batch_size="
+                     r"'16': expected an int$"):
+    vgrow.HParams(batch_size='16')
   with pytest.raises(config_lib.ConfigError, match=r'^config field optimizer\.eps=inf: '
                      r'expected a finite float$'):
     config_lib.OptimizerConfig(eps=float('inf'))
@@ -167,7 +177,7 @@ def test_trainer_skips_non_finite_loops_when_asked(tmp_path, caplog, straight):
   wd = _copy(straight, tmp_path)
   good = train.restore(wd)[2]
   cfg = tiny(8, on_nonfinite='skip')
-  bad = dataclasses.replace(cfg, vgrow=dataclasses.replace(cfg.vgrow, step_size=1e38))
+  bad = cfg.with_hparams(step_size=1e38)
   with caplog.at_level(logging.WARNING, logger='vgrow_jax'):
     out = train.train_and_evaluate(bad, wd)
   warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -298,8 +308,8 @@ def test_sigterm_saves_and_the_restart_equals_an_uninterrupted_run(tmp_path):
   wd = str(tmp_path / 'w')
   flags = ['--config.data.name=ring', '--config.model.latent_dim=4', '--config.model.g_width=16',
            '--config.model.g_depth=1', '--config.model.d_width=16', '--config.model.d_depth=1',
-           '--config.vgrow.batch_size=16', '--config.vgrow.pool_batches=2',
-           '--config.vgrow.particle_steps=2', '--config.vgrow.g_passes=1',
+           '--config.methods.vgrow.batch_size=16', '--config.methods.vgrow.pool_batches=2',
+           '--config.methods.vgrow.particle_steps=2', '--config.methods.vgrow.g_passes=1',
            '--config.training.log_every=1', '--config.training.checkpoint_every=1000',
            '--config.training.eval_samples=100', f'--workdir={wd}']
   p = _run(['experiments.main', '--config.training.num_outer_loops=100000'] + flags,

@@ -12,14 +12,15 @@ import pytest
 
 from vgrow_jax import config as config_lib
 from vgrow_jax import train
+from vgrow_jax import vgrow
 
 
 def tiny(num_loops, **data_kw):
   return config_lib.Config(
       data=config_lib.DataConfig(**(data_kw or {'name': 'ring'})),
       model=config_lib.ModelConfig(latent_dim=4, g_width=16, g_depth=1, d_width=16, d_depth=1),
-      vgrow=config_lib.VGrowConfig(batch_size=16, pool_batches=2, particle_steps=2,
-                                   g_passes=1, step_size=0.1),
+      methods={'vgrow': vgrow.HParams(batch_size=16, pool_batches=2, particle_steps=2,
+                                      g_passes=1, step_size=0.1)},
       training=config_lib.TrainingConfig(num_outer_loops=num_loops, log_every=2,
                                          checkpoint_every=2, eval_samples=200))
 
@@ -89,7 +90,7 @@ def test_non_finite_training_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   wd = str(tmp_path / 'w')
   cfg = tiny(2)
   train.train_and_evaluate(cfg, wd)
-  bad = dataclasses.replace(cfg, vgrow=dataclasses.replace(cfg.vgrow, step_size=1e38),
+  bad = dataclasses.replace(cfg.with_hparams(step_size=1e38),
                             training=dataclasses.replace(cfg.training, num_outer_loops=4))
   # The loop after the last good checkpoint (2) is the first bad one.
   with pytest.raises(FloatingPointError, match=r'non-finite train_d_loss, train_g_loss, .* at '
@@ -110,8 +111,8 @@ def _run(args, cwd):
 
 
 SMALL = ['--config.training.num_outer_loops=2', '--config.training.log_every=1',
-         '--config.vgrow.batch_size=16', '--config.vgrow.pool_batches=2',
-         '--config.vgrow.particle_steps=1', '--config.model.g_width=16',
+         '--config.methods.vgrow.batch_size=16', '--config.methods.vgrow.pool_batches=2',
+         '--config.methods.vgrow.particle_steps=1', '--config.model.g_width=16',
          '--config.model.d_width=16', '--config.training.eval_samples=100']
 
 
@@ -141,9 +142,14 @@ def test_apps_train_resume_and_sample(tmp_path):
 
 
 @pytest.mark.parametrize('flag,message', [
-    ('--config.vgrow.divergence=hellinger', "vgrow.divergence='hellinger'"),
+    ('--config.methods.vgrow.divergence=hellinger', "methods.vgrow.divergence='hellinger'"),
     ('--config.data.name=moons', "data.name='moons'"),
-    ('--config.vgrow.step_size=-1.0', 'vgrow.step_size=-1.0: must be > 0'),
+    ('--config.methods.vgrow.step_size=-1.0', 'methods.vgrow.step_size=-1.0: must be > 0'),
+    # The layout of older releases: the field's new place is named.
+    ('--config.vgrow.step_size=0.1', 'unknown config field vgrow.step_size: it moved to '
+     'methods.vgrow.step_size (--config.methods.vgrow.step_size)'),
+    ('--config.g_optimizer.learning_rate=0.5', 'it moved to '
+     'methods.vgrow.g_optimizer.learning_rate'),
     # The default config's grid with a conv net: the data is named, not d_input_scale.
     ('--config.model.arch=resnet_sn',
      "data.name='grid': gives points, not images, and model.arch='resnet_sn' needs image data"),
@@ -177,9 +183,10 @@ def test_bundled_configs_build_valid_library_configs():
   for mod, div in ((default, 'kl'), (ring, 'kl'), (js, 'js'), (logd, 'logd'),
                    (jeffreys, 'jeffreys')):
     cfg = config_lib.Config.from_dict(mod.get_config().to_dict())
-    assert cfg.vgrow.divergence == div and cfg.data.name in ('grid', 'ring')
+    assert cfg.hparams.divergence == div and cfg.data.name in ('grid', 'ring')
   c = official.get_config()
   c.data.path = 'x.npz'
   cfg = config_lib.Config.from_dict(c.to_dict())
-  assert (cfg.vgrow.pool_size, cfg.vgrow.particle_steps, cfg.vgrow.step_size) == (1280, 20, 0.5)
-  assert cfg.model.arch == 'resnet_sn' and cfg.vgrow.clip == (-1.0, 1.0)
+  hp = cfg.hparams
+  assert (hp.pool_size, hp.particle_steps, hp.step_size) == (1280, 20, 0.5)
+  assert cfg.model.arch == 'resnet_sn' and hp.clip == (-1.0, 1.0)

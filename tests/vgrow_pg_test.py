@@ -17,10 +17,10 @@ def test_d_step_adds_the_gradient_penalty_and_generate_uses_the_ema():
   lam, beta, lr = 0.5, 0.9, 0.05
   cfg = config_lib.Config(
       model=config_lib.ModelConfig(latent_dim=4, g_width=16, g_depth=1, d_width=16, d_depth=1),
-      vgrow=config_lib.VGrowConfig(batch_size=16, pool_batches=2, particle_steps=1, d_steps=1,
-                                   g_passes=1, step_size=0.1, d_gradient_penalty=lam,
-                                   g_ema_decay=beta),
-      d_optimizer=config_lib.OptimizerConfig(name='sgd', learning_rate=lr))
+      methods={'vgrow': vgrow.HParams(
+          batch_size=16, pool_batches=2, particle_steps=1, d_steps=1, g_passes=1, step_size=0.1,
+          d_gradient_penalty=lam, g_ema_decay=beta,
+          d_optimizer=config_lib.OptimizerConfig(name='sgd', learning_rate=lr))})
   ds = data_lib.ring()
   m = vgrow.make(cfg, ds)
   g_net, d_net = models.build(cfg.model, ds.shape)
@@ -31,7 +31,7 @@ def test_d_step_adds_the_gradient_penalty_and_generate_uses_the_ema():
 
   # D's one SGD step (T = U = 1) on logistic loss + λ·GP, by hand with the
   # loop's keys: pool latents, then the first particle step's first D step.
-  batch, pool = cfg.vgrow.batch_size, cfg.vgrow.pool_size
+  batch, pool = cfg.hparams.batch_size, cfg.hparams.pool_size
 
   @jax.jit
   def expected_d_params(penalty):
@@ -77,20 +77,20 @@ def test_without_the_extras_the_state_has_no_ema_leaves():
 
 
 @pytest.mark.parametrize('field,value,message', [
-    ('d_gradient_penalty', -1.0, r'vgrow\.d_gradient_penalty=-1\.0: must be >= 0'),
-    ('g_ema_decay', 1.0, r'vgrow\.g_ema_decay=1\.0: must be in \[0, 1\)'),
+    ('d_gradient_penalty', -1.0, r'methods\.vgrow\.d_gradient_penalty=-1\.0: must be >= 0'),
+    ('g_ema_decay', 1.0, r'methods\.vgrow\.g_ema_decay=1\.0: must be in \[0, 1\)'),
 ])
 def test_bad_extras_are_named(field, value, message):
   with pytest.raises(config_lib.ConfigError, match=message):
-    config_lib.Config.from_dict({'vgrow': {field: value}})
+    config_lib.Config.from_dict({'methods': {'vgrow': {field: value}}})
 
 
 def test_vgrow_pg_config_has_the_progressive_growing_settings():
   from experiments.configs import vgrow_pg  # pylint: disable=g-import-not-at-top
   cfg = config_lib.Config.from_dict(vgrow_pg.get_config('ring').to_dict())
-  vc = cfg.vgrow
+  vc = cfg.hparams
   assert (vc.particle_steps, vc.d_steps, vc.g_passes, vc.pool_batches) == (1, 1, 1, 1)
   assert (vc.step_size, vc.d_gradient_penalty, vc.g_ema_decay, vc.clip) == (1.0, 0.5, 0.99, None)
   assert cfg.data.name == 'ring'
-  for opt in (cfg.g_optimizer, cfg.d_optimizer):
+  for opt in (vc.g_optimizer, vc.d_optimizer):
     assert (opt.name, opt.learning_rate, opt.b1, opt.b2) == ('adam', 1e-3, 0.0, 0.99)

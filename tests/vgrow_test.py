@@ -21,7 +21,7 @@ def tiny_config(**vgrow_overrides):
   vc.update(vgrow_overrides)
   return config_lib.Config(
       model=config_lib.ModelConfig(latent_dim=4, g_width=16, g_depth=1, d_width=16, d_depth=1),
-      vgrow=config_lib.VGrowConfig(**vc))
+      methods={'vgrow': vgrow.HParams(**vc)})
 
 
 # Generator loss whose gradient the T = L = 1 VGrow update reproduces (docs/math.md §1).
@@ -40,14 +40,14 @@ def test_g_update_with_t_equals_l_equals_1_is_the_gan_generator_gradient(name):
   eta, lr = 0.3, 0.05
   cfg = tiny_config(divergence=name, pool_batches=1, particle_steps=1, d_steps=0,
                     g_passes=1, step_size=eta)
-  cfg = dataclasses.replace(cfg, g_optimizer=config_lib.OptimizerConfig(name='sgd', learning_rate=lr))
+  cfg = cfg.with_hparams(g_optimizer=config_lib.OptimizerConfig(name='sgd', learning_rate=lr))
   ds = data_lib.grid()
   m = vgrow.make(cfg, ds)
   state = m.init(jax.random.PRNGKey(0))
   new_state, _ = jax.jit(m.step)(state, ds.arrays)
 
   k_pool, _, _ = vgrow.loop_keys(jax.random.PRNGKey(cfg.training.seed), 0)
-  z = jax.random.normal(k_pool, (cfg.vgrow.pool_size, cfg.model.latent_dim))
+  z = jax.random.normal(k_pool, (cfg.hparams.pool_size, cfg.model.latent_dim))
   g_net, d_net = vgrow.models.build(cfg.model, ds.shape)
 
   def gan_loss(gp):
@@ -95,10 +95,9 @@ def test_rmsprop_follows_pytorch_semantics():
 
 
 def test_particles_move_towards_the_data_and_clip_holds():
-  cfg = dataclasses.replace(
-      tiny_config(batch_size=64, particle_steps=5, d_steps=40, clip=(-1.0, 1.0),
-                  step_size=0.02),
-      d_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=3e-3, b1=0.5))
+  cfg = tiny_config(batch_size=64, particle_steps=5, d_steps=40, clip=(-1.0, 1.0),
+                    step_size=0.02,
+                    d_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=3e-3, b1=0.5))
   ds = data_lib.ring()
   m = vgrow.make(cfg, ds)
   step = jax.jit(m.step)
@@ -114,10 +113,10 @@ def test_particles_move_towards_the_data_and_clip_holds():
 def test_short_run_covers_more_modes_than_at_init():
   cfg = dataclasses.replace(
       tiny_config(batch_size=128, pool_batches=2, particle_steps=5, d_steps=1, g_passes=2,
-                  step_size=0.05),
-      model=config_lib.ModelConfig(latent_dim=8, g_width=64, g_depth=2, d_width=64, d_depth=2),
-      g_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=1e-3, b1=0.5),
-      d_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=1e-3, b1=0.5))
+                  step_size=0.05,
+                  g_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=1e-3, b1=0.5),
+                  d_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=1e-3, b1=0.5)),
+      model=config_lib.ModelConfig(latent_dim=8, g_width=64, g_depth=2, d_width=64, d_depth=2))
   ds = data_lib.ring(std=0.05)
   m = vgrow.make(cfg, ds)
   step = jax.jit(m.step, donate_argnums=0)
@@ -134,11 +133,9 @@ def test_short_run_covers_more_modes_than_at_init():
 
 
 def test_sample_flow_steps_moves_g_samples_along_the_final_d_and_leaves_training_alone():
-  cfg = dataclasses.replace(
-      tiny_config(batch_size=64, particle_steps=5, d_steps=40, step_size=0.02),
-      d_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=3e-3, b1=0.5))
-  refined_cfg = dataclasses.replace(cfg, vgrow=dataclasses.replace(cfg.vgrow,
-                                                                   sample_flow_steps=20))
+  cfg = tiny_config(batch_size=64, particle_steps=5, d_steps=40, step_size=0.02,
+                    d_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=3e-3, b1=0.5))
+  refined_cfg = cfg.with_hparams(sample_flow_steps=20)
   ds = data_lib.ring()
   m, mr = vgrow.make(cfg, ds), vgrow.make(refined_cfg, ds)
   state, _ = jax.jit(m.step)(m.init(jax.random.PRNGKey(1)), ds.arrays)
@@ -152,15 +149,15 @@ def test_sample_flow_steps_moves_g_samples_along_the_final_d_and_leaves_training
   np.testing.assert_allclose(mr.generate(state, z), expected, rtol=1e-5, atol=1e-6)
   radius = lambda y: np.abs(np.linalg.norm(np.asarray(y), axis=1) - 1).mean()
   assert radius(expected) < 0.9 * radius(x), (radius(x), radius(expected))
-  with pytest.raises(config_lib.ConfigError, match=r'vgrow.sample_flow_steps=-1: must be >= 0'):
-    config_lib.VGrowConfig(sample_flow_steps=-1)
+  with pytest.raises(config_lib.ConfigError,
+                     match=r'methods\.vgrow\.sample_flow_steps=-1: must be >= 0'):
+    vgrow.HParams(sample_flow_steps=-1)
 
 
 def _one_ring_loop():
   """(config, ring, method, state) after one outer loop whose D took 40 steps."""
-  cfg = dataclasses.replace(
-      tiny_config(batch_size=64, particle_steps=5, d_steps=40, step_size=0.02),
-      d_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=3e-3, b1=0.5))
+  cfg = tiny_config(batch_size=64, particle_steps=5, d_steps=40, step_size=0.02,
+                    d_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=3e-3, b1=0.5))
   ds = data_lib.ring()
   m = vgrow.make(cfg, ds)
   state, _ = jax.jit(m.step)(m.init(jax.random.PRNGKey(1)), ds.arrays)
@@ -168,7 +165,7 @@ def _one_ring_loop():
 
 
 def _with_sampling(cfg, **fields):
-  return dataclasses.replace(cfg, vgrow=dataclasses.replace(cfg.vgrow, **fields))
+  return cfg.with_hparams(**fields)
 
 
 def test_refit_sampling_with_a_frozen_d_is_the_flow_along_the_final_d():
@@ -176,16 +173,15 @@ def test_refit_sampling_with_a_frozen_d_is_the_flow_along_the_final_d():
   # weights) and no spectral-norm state to update, the re-fit steps leave D
   # as it is, so re-fit sampling must reduce to the fixed-D flow.
   cfg, ds, m, state = _one_ring_loop()
-  frozen = dataclasses.replace(
-      _with_sampling(cfg, sample_flow_steps=20, sample_d_steps=2),
+  frozen = _with_sampling(
+      cfg, sample_flow_steps=20, sample_d_steps=2,
       d_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=1e-30, b1=0.5))
   z = jax.random.normal(jax.random.PRNGKey(2), (100, 4))  # fewer samples than a D batch
   fixed = vgrow.make(_with_sampling(cfg, sample_flow_steps=20), ds).generate(state, z)
   np.testing.assert_allclose(vgrow.make(frozen, ds).generate(state, z), fixed,
                              rtol=1e-5, atol=1e-6)
   # Minibatch D steps (64 of the 100 samples) take the same path.
-  frozen_mb = dataclasses.replace(frozen, vgrow=dataclasses.replace(frozen.vgrow,
-                                                                    sample_d_batch_size=64))
+  frozen_mb = _with_sampling(frozen, sample_d_batch_size=64)
   np.testing.assert_allclose(vgrow.make(frozen_mb, ds).generate(state, z), fixed,
                              rtol=1e-5, atol=1e-6)
   # sample_step_size sets η of both samplers: the flow along the final D with
@@ -196,14 +192,14 @@ def test_refit_sampling_with_a_frozen_d_is_the_flow_along_the_final_d():
   small = vgrow.flow.flow_particles(logit_fn, x, 'kl', step_size=0.01, num_steps=20)
   assert np.abs(np.asarray(small) - np.asarray(fixed)).max() > 1e-3  # η matters here
   for c in (_with_sampling(cfg, sample_flow_steps=20, sample_step_size=0.01),
-            dataclasses.replace(frozen, vgrow=dataclasses.replace(frozen.vgrow,
-                                                                  sample_step_size=0.01))):
+            _with_sampling(frozen, sample_step_size=0.01)):
     np.testing.assert_allclose(vgrow.make(c, ds).generate(state, z), small, rtol=1e-5, atol=1e-6)
   for field in ('sample_d_steps', 'sample_d_batch_size'):
-    with pytest.raises(config_lib.ConfigError, match=f'vgrow.{field}=-1: must be >= 0'):
-      config_lib.VGrowConfig(**{field: -1})
-  with pytest.raises(config_lib.ConfigError, match='vgrow.sample_step_size=0.0: must be None'):
-    config_lib.VGrowConfig(sample_step_size=0.0)
+    with pytest.raises(config_lib.ConfigError, match=f'methods.vgrow.{field}=-1: must be >= 0'):
+      vgrow.HParams(**{field: -1})
+  with pytest.raises(config_lib.ConfigError,
+                     match='methods.vgrow.sample_step_size=0.0: must be None'):
+    vgrow.HParams(sample_step_size=0.0)
 
 
 def test_sample_step_schedule_linear_decays_eta_to_eta_over_k_in_both_samplers():
@@ -216,23 +212,23 @@ def test_sample_step_schedule_linear_decays_eta_to_eta_over_k_in_both_samplers()
   with pytest.raises(ValueError, match="sample step schedule 'cosine'"):
     vgrow.sample_step_sizes(0.5, 4, 'cosine')
   with pytest.raises(config_lib.ConfigError,
-                     match="vgrow.sample_step_schedule='cosine': must be one of"):
-    config_lib.VGrowConfig(sample_step_schedule='cosine')
+                     match="methods.vgrow.sample_step_schedule='cosine': must be one of"):
+    vgrow.HParams(sample_step_schedule='cosine')
   # Along the final D: the hand loop of flow_step with those η_k.
   cfg, ds, m, state = _one_ring_loop()
   z = jax.random.normal(jax.random.PRNGKey(2), (100, 4))
   x = m.generate(state, z)
   d = vgrow.models.build(cfg.model, ds.shape)[1]
   logit_fn = lambda y: d.eval_apply(state.d_params, state.d_state, y)
-  for eta in vgrow.sample_step_sizes(cfg.vgrow.step_size, 20, 'linear'):
+  for eta in vgrow.sample_step_sizes(cfg.hparams.step_size, 20, 'linear'):
     x = vgrow.flow.flow_step(logit_fn, x, 'kl', step_size=eta)
   linear = _with_sampling(cfg, sample_flow_steps=20, sample_step_schedule='linear')
   np.testing.assert_allclose(vgrow.make(linear, ds).generate(state, z), x, rtol=1e-5, atol=1e-6)
   constant = vgrow.make(_with_sampling(cfg, sample_flow_steps=20), ds).generate(state, z)
   assert np.abs(np.asarray(constant) - np.asarray(x)).max() > 1e-3  # the schedule matters here
   # Re-fitting a frozen D takes the same path.
-  frozen = dataclasses.replace(
-      _with_sampling(linear, sample_d_steps=2),
+  frozen = _with_sampling(
+      linear, sample_d_steps=2,
       d_optimizer=config_lib.OptimizerConfig(name='adam', learning_rate=1e-30, b1=0.5))
   np.testing.assert_allclose(vgrow.make(frozen, ds).generate(state, z), x, rtol=1e-5, atol=1e-6)
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
+from typing import Any, ClassVar, Dict, Mapping, Tuple
+
+from vgrow_jax import method as method_lib
 
 
 class ConfigError(ValueError):
@@ -45,6 +47,26 @@ class MethodHParams:
   def check_choice(self, field: str, choices: Tuple[str, ...], *, sort: bool = True) -> None:
     listed = sorted(choices) if sort else list(choices)
     self.check(getattr(self, field) in choices, field, f'expected one of {listed}')
+
+  def check_types(self) -> None:
+    """Raises ConfigError naming ``methods.<method>.<field>`` for a value of the wrong type.
+
+    ``Config`` checks every section's types; a method whose own checks
+    compare values calls this first, so that a wrong type built directly
+    (``HParams(batch_size='16')``) is named as such rather than failing a
+    comparison.
+    """
+    _check_types(self, f'methods.{self.method_name}.')
+
+  @property
+  def variant(self) -> str:
+    """The method's main switch for one-line summaries, e.g. a divergence ('' = none)."""
+    return ''
+
+  @property
+  def needs_data_at_sampling(self) -> bool:
+    """Whether sampling with these settings reads the training data (e.g. re-fits a D)."""
+    return False
 
 
 def _check_types(section: Any, prefix: str) -> None:
@@ -267,120 +289,6 @@ class OptimizerConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class VGrowConfig:
-  """The VGrow outer loop (docs/math.md §1; official defaults in brackets).
-
-  Attributes:
-    divergence: 'kl' | 'js' | 'logd' | 'jeffreys' ['kl'].
-    batch_size: real and pool minibatch size [64].
-    pool_batches: nPool; the pool holds pool_batches × batch_size particles [20].
-    particle_steps: T, particle moves per outer loop [20].
-    d_steps: U, logistic discriminator steps before each move [1].
-    g_passes: L, passes of least-squares generator fitting over the pool [5].
-    g_passes_schedule: ((from_loop, passes), ...) raising L with the loop
-      index (official: ((200, 10), (1000, 15), (1500, 20))).
-    step_size: η [0.5].
-    clip: (lo, hi) bounds for the particles [(-1, 1) for images], or None.
-    clip_to_data_range: clip to the range of the training data instead.
-    jeffreys_max_scale: upper clip of s(d) for Jeffreys [100].
-    d_gradient_penalty: λ > 0 adds λ·E(‖∇d(x̂)‖ − 1)² at random points x̂
-      between the real and the pool batch to every D step [0; the
-      progressive-growing code VGrow-Pg: 0.5 = its 0.5 × coef_gp 1].
-    d_augment_shift: s > 0 shows D every real and pool image translated by
-      its own random offset of up to s pixels each way (images only;
-      :func:`vgrow_jax.augment.translate`), so that a D fitted to a few
-      thousand images cannot memorise them; the flow reads D through a
-      fresh translation of every particle at every move, h(x) =
-      s(d(Tx))·∇ₓd(Tx), so that it moves the particles' law to the data's
-      rather than to that of translated data (re-fit sampling does the
-      same; sampling along the final D reads it as is) [0: off, because
-      next to a spectrally normalised D it costs FCD on MNIST].
-    g_ema_decay: β > 0 keeps an exponential moving average of G's
-      parameters, β·EMA + (1 − β)·θ after every outer loop, and samples
-      from it (``generate``) [0; VGrow-Pg: 0.99].
-    sample_flow_steps: K > 0 makes ``generate`` return G(z) moved by K flow
-      steps (η = step_size, same clipping) along the final discriminator,
-      i.e. the particles the next outer loop would fit, instead of G(z)
-      [0: plain G(z), as the papers report]. Costs K forward/backward passes
-      of D per sample; training is unchanged.
-    sample_d_steps: U' > 0 re-fits D during those K steps: U' logistic D
-      steps (real batches vs the samples being moved) before each move, the
-      outer loop's particle phase with G frozen and the samples of one
-      ``generate`` call as the pool [0: along the final D, fixed]. Needs the
-      training data at sampling; the D it fits is thrown away.
-    sample_d_batch_size: real and sample batch of those D steps [0: all the
-      samples of the ``generate`` call, i.e. full-batch logistic regression
-      on them, because a minibatch D's noise moves toy samples off their
-      modes].
-    sample_step_size: η of those K steps [None: step_size]. Re-fitted, D
-      keeps telling the samples from the data by chance, so samples jitter
-      by about η·|h| per step; a smaller η with more steps lets them settle
-      inside their modes.
-    sample_step_schedule: how η changes over those K steps: ``'constant'``
-      or ``'linear'``, η_k = η·(1 − k/K) [constant]. With D re-fitted, the
-      linear decay lets the jitter above die out, which keeps toy samples
-      inside their modes' 3σ.
-  """
-
-  divergence: str = 'kl'
-  batch_size: int = 64
-  pool_batches: int = 20
-  particle_steps: int = 20
-  d_steps: int = 1
-  g_passes: int = 5
-  g_passes_schedule: Tuple[Tuple[int, int], ...] = ()
-  step_size: float = 0.5
-  clip: Optional[Tuple[float, float]] = None
-  clip_to_data_range: bool = False
-  jeffreys_max_scale: float = 100.0
-  d_gradient_penalty: float = 0.0
-  d_augment_shift: int = 0
-  g_ema_decay: float = 0.0
-  sample_flow_steps: int = 0
-  sample_d_steps: int = 0
-  sample_d_batch_size: int = 0
-  sample_step_size: Optional[float] = None
-  sample_step_schedule: str = 'constant'
-
-  def __post_init__(self):
-    _check_types(self, 'vgrow.')
-    from vgrow_jax import divergences  # pylint: disable=g-import-not-at-top
-    try:
-      divergences.get(self.divergence)
-    except ValueError as e:
-      raise ConfigError(f'config field vgrow.divergence={self.divergence!r}: {e}') from None
-    for f in ('batch_size', 'pool_batches'):
-      _check(getattr(self, f) >= 1, f'vgrow.{f}', getattr(self, f), 'must be >= 1')
-    for f in ('particle_steps', 'd_steps', 'g_passes', 'sample_flow_steps', 'sample_d_steps',
-              'sample_d_batch_size', 'd_augment_shift'):
-      _check(getattr(self, f) >= 0, f'vgrow.{f}', getattr(self, f), 'must be >= 0')
-    _check(self.step_size > 0, 'vgrow.step_size', self.step_size, 'must be > 0')
-    _check(self.sample_step_size is None or self.sample_step_size > 0, 'vgrow.sample_step_size',
-           self.sample_step_size, 'must be None or > 0')
-    _check(self.sample_step_schedule in SAMPLE_STEP_SCHEDULES, 'vgrow.sample_step_schedule',
-           self.sample_step_schedule, f'must be one of {SAMPLE_STEP_SCHEDULES}')
-    _check(self.clip is None or (len(self.clip) == 2 and self.clip[0] < self.clip[1]),
-           'vgrow.clip', self.clip, 'must be None or (lo, hi) with lo < hi')
-    _check(self.jeffreys_max_scale > 1, 'vgrow.jeffreys_max_scale',
-           self.jeffreys_max_scale, 'must be > 1')
-    _check(not (self.clip_to_data_range and self.clip is not None),
-           'vgrow.clip_to_data_range', self.clip_to_data_range,
-           f'conflicts with vgrow.clip={self.clip!r}; set one of them')
-    _check(self.d_gradient_penalty >= 0, 'vgrow.d_gradient_penalty',
-           self.d_gradient_penalty, 'must be >= 0')
-    _check(0 <= self.g_ema_decay < 1, 'vgrow.g_ema_decay', self.g_ema_decay,
-           'must be in [0, 1)')
-    starts = [s for s, _ in self.g_passes_schedule]
-    _check(starts == sorted(starts) and all(s >= 0 and p >= 0 for s, p in self.g_passes_schedule),
-           'vgrow.g_passes_schedule', self.g_passes_schedule,
-           'must be increasing (from_loop >= 0, passes >= 0) pairs')
-
-  @property
-  def pool_size(self) -> int:
-    return self.batch_size * self.pool_batches
-
-
-@dataclasses.dataclass(frozen=True)
 class TrainingConfig:
   """The outer training loop.
 
@@ -451,28 +359,36 @@ class MeshConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  """A whole run."""
+  """A whole run.
 
-  method: str = 'vgrow'
+  Attributes:
+    method: the registered method that trains (:mod:`vgrow_jax.method`).
+    data, model, training, mesh: the method-independent sections.
+    methods: ``{name: HParams}``, the settings of each method, an instance of
+      the ``HParams`` dataclass of its module (its optimisers included). The
+      running method's entry is always there: its published defaults when
+      not given, so that ``config.json`` records every setting the run used.
+  """
+
+  method: str = method_lib.DEFAULT
   data: DataConfig = DataConfig()
   model: ModelConfig = ModelConfig()
-  vgrow: VGrowConfig = VGrowConfig()
-  g_optimizer: OptimizerConfig = OptimizerConfig()
-  d_optimizer: OptimizerConfig = OptimizerConfig()
   training: TrainingConfig = TrainingConfig()
   mesh: MeshConfig = MeshConfig()
   methods: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
-    from vgrow_jax import method  # pylint: disable=g-import-not-at-top
-    _check(self.method in method.NAMES, 'method', self.method,
-           f'expected one of {list(method.NAMES)}')
+    _check(self.method in method_lib.NAMES, 'method', self.method,
+           f'expected one of {list(method_lib.NAMES)}')
     for name, hp in self.methods.items():
-      _check(name in method.NAMES and name != 'vgrow', f'methods.{name}', name,
-             f'expected one of {[n for n in method.NAMES if n != "vgrow"]} '
-             '(VGrow\'s settings are the vgrow section)')
-      cls = method.hparams_class(name)
+      _check(name in method_lib.NAMES, f'methods.{name}', name,
+             f'expected one of {list(method_lib.NAMES)}')
+      cls = method_lib.hparams_class(name)
       _check(isinstance(hp, cls), f'methods.{name}', hp, f'expected a {cls.__name__}')
+    if self.method not in self.methods:
+      # frozen: the one write, before anyone can see the instance.
+      object.__setattr__(self, 'methods', {**self.methods,
+                                           self.method: method_lib.hparams_class(self.method)()})
     # Types (and finite floats) of every field, also when a section was built
     # directly rather than through from_dict.
     for f in dataclasses.fields(self):
@@ -487,31 +403,72 @@ class Config:
 
   @property
   def hparams_section(self) -> str:
-    """The config section of ``self.hparams``: 'vgrow' or 'methods.<name>'."""
-    return 'vgrow' if self.method == 'vgrow' else f'methods.{self.method}'
+    """The config section of ``self.hparams``: 'methods.<name>'."""
+    return f'methods.{self.method}'
 
   @property
   def hparams(self) -> Any:
-    """The typed settings of ``self.method`` (its published defaults if unset).
+    """The typed settings of ``self.method``: ``self.methods[self.method]``.
 
-    VGrow's are ``self.vgrow`` (with the top-level optimisers); every other
-    method's are ``self.methods[name]``, an instance of the ``HParams``
-    dataclass of its module, which carries its own optimisers.
+    An instance of the ``HParams`` dataclass of the method's module (its
+    published defaults where the config gave none), optimisers included.
     """
-    if self.method == 'vgrow':
-      return self.vgrow
-    from vgrow_jax import method  # pylint: disable=g-import-not-at-top
-    hp = self.methods.get(self.method)
-    return hp if hp is not None else method.hparams_class(self.method)()
+    return self.methods[self.method]
+
+  def with_hparams(self, **changes: Any) -> 'Config':
+    """This config with fields of the running method's settings replaced.
+
+    ``cfg.with_hparams(step_size=0.1)`` is
+    ``dataclasses.replace(cfg, methods={..., cfg.method: replace(cfg.hparams, step_size=0.1)})``.
+    """
+    hp = dataclasses.replace(self.hparams, **changes)
+    return dataclasses.replace(self, methods={**self.methods, self.method: hp})
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> 'Config':
-    """Builds a Config from nested mappings; unknown fields are errors."""
+    """Builds a Config from nested mappings; unknown fields are errors.
+
+    The layout of older releases, where a method's settings were top-level
+    sections (:data:`vgrow_jax.method.LEGACY_SECTIONS`), is read into
+    ``methods``, so old ``config.json`` files still load.
+    """
+    d = _from_legacy_layout(d)
     _check_arch_fits_data(d)
     return _from_dict(cls, d, prefix='')
+
+
+def _from_legacy_layout(d: Any) -> Any:
+  """``d`` with the top-level sections of older releases moved into ``methods``.
+
+  Each old key names a method and the field of its section it now is ('' for
+  the whole section): ``{'sec': {...}, 'opt': {...}}`` becomes
+  ``{'methods': {name: {..., 'opt': {...}}}}``.
+  """
+  if not isinstance(d, Mapping) or not any(k in d for k in method_lib.LEGACY_SECTIONS):
+    return d
+  d = dict(d)
+  methods = d.get('methods', {})
+  if not isinstance(methods, Mapping):
+    return d  # _from_dict names the bad value
+  moved: Dict[str, dict] = {}
+  for old, (name, field) in method_lib.LEGACY_SECTIONS.items():
+    if old not in d:
+      continue
+    value = d.pop(old)
+    if name in methods:
+      raise ConfigError(f'config field {old}: is the old place of methods.{name}, which the '
+                        f'config sets too; keep methods.{name} only')
+    section = moved.setdefault(name, {})
+    if field:
+      section[field] = value
+    else:
+      _check(isinstance(value, Mapping), old, value, 'expected a mapping')
+      section.update(value)
+  d['methods'] = {**methods, **moved}
+  return d
 
 
 def _check_arch_fits_data(d: Mapping[str, Any]) -> None:
@@ -604,12 +561,11 @@ def _with_prefix(message: str, prefix: str) -> str:
 
 def _methods_from_dict(d: Any) -> dict:
   """Parses ``{method_name: {field: value}}`` with each method's HParams class."""
-  from vgrow_jax import method  # pylint: disable=g-import-not-at-top
   if not isinstance(d, Mapping):
     raise ConfigError(f'config field methods={d!r}: expected a mapping')
   out = {}
   for name, value in d.items():
-    _check(name in method.NAMES and name != 'vgrow', f'methods.{name}', name,
-           f'expected one of {[n for n in method.NAMES if n != "vgrow"]}')
-    out[name] = _from_dict(method.hparams_class(name), value, prefix=f'methods.{name}.')
+    _check(name in method_lib.NAMES, f'methods.{name}', name,
+           f'expected one of {list(method_lib.NAMES)}')
+    out[name] = _from_dict(method_lib.hparams_class(name), value, prefix=f'methods.{name}.')
   return out

@@ -121,9 +121,9 @@ class Run:
     VGrow runs can refine them (``vgrow-eval --sample_flow_steps`` ...):
     ``flow_steps`` = K > 0 moves them K flow steps along the final D, and
     ``d_steps`` = U > 0 re-fits D for U steps before each move (loads the
-    training data). 0 means off, whatever the run's own ``vgrow.sample_*``
-    settings; η is ``step_size`` (default: the run's) over ``step_schedule``
-    ('constant' or 'linear').
+    training data). 0 means off, whatever the run's own
+    ``methods.vgrow.sample_*`` settings; η is ``step_size`` (default: the
+    run's) over ``step_schedule`` ('constant' or 'linear').
 
     Returns:
       ``[num, ...]`` numpy samples.
@@ -135,7 +135,8 @@ class Run:
     if not flow_steps and (d_steps or step_size is not None or step_schedule is not None):
       raise ValueError(f'Run.sample: d_steps={d_steps}, step_size={step_size}, '
                        f'step_schedule={step_schedule} need flow_steps > 0')
-    if flow_steps and self.config.method != 'vgrow':
+    refinable = 'sample_flow_steps' in {f.name for f in dataclasses.fields(self.config.hparams)}
+    if flow_steps and not refinable:
       raise ValueError(f'Run.sample: flow_steps={flow_steps} refines VGrow runs only, this '
                        f'run is {self.config.method!r}: move run.generate(z) with '
                        'vgrow_jax.flow_particles or vgrow_jax.refit_flow')

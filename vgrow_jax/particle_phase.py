@@ -17,7 +17,7 @@ The particle phase of one outer loop (docs/math.md §1) is, K times:
 
 :func:`refit_flow` is that loop with a step-size schedule η_k. VGrow's outer
 loop (:mod:`vgrow_jax.vgrow`) runs it on the pool of G's particles, and its
-re-fit sampling (``vgrow.sample_d_steps``) runs it on G's samples with G
+re-fit sampling (``methods.vgrow.sample_d_steps``) runs it on G's samples with G
 frozen; the same functions refine the samples of any generator whose D (or a
 fresh one) is given as pure ``train_apply`` / ``eval_apply`` functions.
 

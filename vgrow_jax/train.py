@@ -118,9 +118,9 @@ def _data_spec(dataset: data_lib.Dataset) -> Dict[str, Any]:
 
 def _summary(cfg: config_lib.Config, dataset: data_lib.Dataset, loop: int,
              ev: Dict[str, float], seconds: float) -> str:
-  head = f'{cfg.method}'
-  if cfg.method == 'vgrow':
-    head += f' ({cfg.vgrow.divergence})'
+  # The method's main switch, where it has one (e.g. VGrow's divergence).
+  variant = getattr(cfg.hparams, 'variant', '')
+  head = f'{cfg.method} ({variant})' if variant else f'{cfg.method}'
   parts = [f'{head} on {dataset.name}: {loop} outer loops']
   if 'eval_modes' in ev:
     parts.append(f"modes {ev['eval_modes']}/{ev['eval_num_modes']}")
@@ -335,19 +335,32 @@ def sampling_method(cfg: config_lib.Config, spec: Dict[str, Any], *,
                     ) -> Tuple[config_lib.Config, method_lib.Method]:
   """``(config, method)`` to sample a trained run with, without its checkpoint.
 
-  The ``sample_*`` keywords, when given, replace those ``vgrow`` fields
-  (VGrow's refined sampling; the state does not depend on them). The method
-  is built on the data spec, or on the training data (``config.data``) when
-  VGrow's refined sampling re-fits D (both steps > 0).
+  The ``sample_*`` keywords, when given, replace those fields of the
+  method's settings (refined sampling; the state does not depend on them).
+  The method is built on the data spec, or on the training data
+  (``config.data``) when its settings say that sampling reads it
+  (``needs_data_at_sampling``, e.g. a D re-fitted at sampling).
+
+  Raises:
+    ValueError: a ``sample_*`` keyword other than 0 / None for a method
+      whose settings have no such field.
   """
   overrides = {k: v for k, v in (('sample_flow_steps', sample_flow_steps),
                                  ('sample_d_steps', sample_d_steps),
                                  ('sample_step_size', sample_step_size),
                                  ('sample_step_schedule', sample_step_schedule))
                if v is not None}
+  fields = {f.name for f in dataclasses.fields(cfg.hparams)}
+  unknown = {k: v for k, v in overrides.items() if k not in fields}
+  asked = {k: v for k, v in unknown.items() if v}
+  if asked:
+    name, value = next(iter(asked.items()))
+    raise ValueError(f'{name}={value!r}: method {cfg.method!r} has no refined sampling '
+                     f'({cfg.hparams_section} has no {name})')
+  overrides = {k: v for k, v in overrides.items() if k in fields}
   if overrides:
-    cfg = dataclasses.replace(cfg, vgrow=dataclasses.replace(cfg.vgrow, **overrides))
-  if cfg.method == 'vgrow' and cfg.vgrow.sample_flow_steps and cfg.vgrow.sample_d_steps:
+    cfg = cfg.with_hparams(**overrides)
+  if getattr(cfg.hparams, 'needs_data_at_sampling', False):
     dataset = data_lib.load(cfg.data)
   else:
     dataset = data_lib.spec(spec['shape'], spec['value_range'], name=spec['name'],
@@ -389,13 +402,15 @@ def restore(workdir: str, step: Optional[int] = None, *,
   With ``step`` None the newest readable checkpoint is used; corrupt ones
   are skipped with a warning (and left in place). ``sample_flow_steps``,
   ``sample_d_steps``, ``sample_step_size`` and ``sample_step_schedule``,
-  when given, replace those ``vgrow`` fields (VGrow's refined sampling; the
-  state does not depend on them) in the returned config and method. Refined
-  sampling that re-fits D (both steps > 0) loads the training data from
+  when given, replace those fields of the method's settings (VGrow's refined
+  sampling, ``methods.vgrow.sample_*``; the state does not depend on them) in
+  the returned config and method (:func:`sampling_method`). Refined sampling
+  that re-fits D (both steps > 0) loads the training data from
   ``config.data``. :func:`vgrow_jax.load` wraps this as G and D functions.
 
   Raises:
     FileNotFoundError: no config, data spec or checkpoint in ``workdir``.
+    ValueError: a ``sample_*`` keyword the method's settings do not have.
     checkpoint.CheckpointMismatchError: the checkpoint does not fit config.json.
     checkpoint.CheckpointError: the checkpoint cannot be read.
   """

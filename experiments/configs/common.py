@@ -8,8 +8,8 @@ from vgrow_jax import config as config_lib
 from vgrow_jax import method as method_lib
 
 # Fields whose default is None get a typed placeholder, so that they can
-# still be set from the command line (--config.vgrow.clip='(-1., 1.)').
-_OPTIONAL = {('vgrow', 'clip'): tuple}
+# still be set from the command line (--config.methods.vgrow.clip='(-1., 1.)').
+_OPTIONAL = {('methods', 'vgrow', 'clip'): tuple}
 
 
 def library_defaults() -> config_dict.ConfigDict:
@@ -18,10 +18,13 @@ def library_defaults() -> config_dict.ConfigDict:
   # One section per registered method with its published defaults, so that
   # --config.method=NAME alone switches methods.
   d['methods'] = {name: dataclasses.asdict(method_lib.hparams_class(name)())
-                  for name in method_lib.NAMES if name != 'vgrow'}
-  for (section, field), tp in _OPTIONAL.items():
-    if d[section][field] is None:
-      d[section][field] = config_dict.placeholder(tp)
+                  for name in method_lib.NAMES}
+  for (*path, field), tp in _OPTIONAL.items():
+    node = d
+    for name in path:
+      node = node[name]
+    if node[field] is None:
+      node[field] = config_dict.placeholder(tp)
   return config_dict.ConfigDict(d)
 
 

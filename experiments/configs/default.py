@@ -27,14 +27,14 @@ def get_config(divergence: str = 'kl'):
   c.model.d_spectral_norm = True
   c.model.sn_power_iterations = 1
   c.model.d_input_scale = D_INPUT_SCALE
-  c.vgrow.divergence = divergence or 'kl'
-  c.vgrow.batch_size = 256
-  c.vgrow.pool_batches = 8
-  c.vgrow.particle_steps = 10
-  c.vgrow.d_steps = 1
-  c.vgrow.g_passes = 5
-  c.vgrow.step_size = STEP_SIZE
-  for opt in (c.g_optimizer, c.d_optimizer):
+  c.methods.vgrow.divergence = divergence or 'kl'
+  c.methods.vgrow.batch_size = 256
+  c.methods.vgrow.pool_batches = 8
+  c.methods.vgrow.particle_steps = 10
+  c.methods.vgrow.d_steps = 1
+  c.methods.vgrow.g_passes = 5
+  c.methods.vgrow.step_size = STEP_SIZE
+  for opt in (c.methods.vgrow.g_optimizer, c.methods.vgrow.d_optimizer):
     opt.name = 'adam'
     opt.learning_rate = 3e-3
     opt.b1 = 0.5

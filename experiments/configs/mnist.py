@@ -78,12 +78,12 @@ def get_config(arg: str = ''):
     c.model.g_width = c.model.d_width = 32
     c.model.sn_power_iterations = 1
   # VGrow scaled to a 2-core CPU (the official values are in official.py).
-  c.vgrow.pool_batches = 4
-  c.vgrow.particle_steps = 5
-  c.vgrow.g_passes = 3
-  c.vgrow.g_ema_decay = 0.99
-  c.vgrow.g_passes_schedule = ()
-  for opt in (c.g_optimizer, c.d_optimizer):
+  c.methods.vgrow.pool_batches = 4
+  c.methods.vgrow.particle_steps = 5
+  c.methods.vgrow.g_passes = 3
+  c.methods.vgrow.g_ema_decay = 0.99
+  c.methods.vgrow.g_passes_schedule = ()
+  for opt in (c.methods.vgrow.g_optimizer, c.methods.vgrow.d_optimizer):
     opt.learning_rate = 2e-4
     opt.lr_decay_boundaries = ()
   c.method = name

@@ -20,16 +20,16 @@ def get_config(divergence: str = 'kl'):
   c.model.g_width = 128
   c.model.d_width = 128
   c.model.sn_power_iterations = 5
-  c.vgrow.divergence = divergence or 'kl'
-  c.vgrow.batch_size = 64
-  c.vgrow.pool_batches = 20
-  c.vgrow.particle_steps = 20
-  c.vgrow.d_steps = 1
-  c.vgrow.g_passes = 5
-  c.vgrow.g_passes_schedule = ((200, 10), (1000, 15), (1500, 20))
-  c.vgrow.step_size = 0.5
-  c.vgrow.clip = (-1.0, 1.0)
-  for opt in (c.g_optimizer, c.d_optimizer):
+  c.methods.vgrow.divergence = divergence or 'kl'
+  c.methods.vgrow.batch_size = 64
+  c.methods.vgrow.pool_batches = 20
+  c.methods.vgrow.particle_steps = 20
+  c.methods.vgrow.d_steps = 1
+  c.methods.vgrow.g_passes = 5
+  c.methods.vgrow.g_passes_schedule = ((200, 10), (1000, 15), (1500, 20))
+  c.methods.vgrow.step_size = 0.5
+  c.methods.vgrow.clip = (-1.0, 1.0)
+  for opt in (c.methods.vgrow.g_optimizer, c.methods.vgrow.d_optimizer):
     opt.name = 'rmsprop'
     opt.learning_rate = 1e-4
     opt.decay = 0.99

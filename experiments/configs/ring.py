@@ -14,5 +14,5 @@ def get_config(divergence: str = 'kl'):
   c = default.get_config(divergence)
   c.data.name = 'ring'
   c.model.d_input_scale = D_INPUT_SCALE
-  c.vgrow.step_size = STEP_SIZE
+  c.methods.vgrow.step_size = STEP_SIZE
   return c

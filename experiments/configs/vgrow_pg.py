@@ -25,22 +25,22 @@ def get_config(data: str = 'grid'):
     raise ValueError(f'vgrow_pg.py: data {data!r} must be grid, ring or npz')
   if data == 'npz':
     c = official.get_config('kl')
-    c.vgrow.batch_size = 64
-    c.vgrow.clip = None
+    c.methods.vgrow.batch_size = 64
+    c.methods.vgrow.clip = None
   else:
     c = default.get_config('kl')
     c.data.name = data
     c.model.d_input_scale = 1.0  # the code's D sees x
-    c.vgrow.batch_size = 256
-  c.vgrow.pool_batches = 1
-  c.vgrow.particle_steps = 1
-  c.vgrow.d_steps = 1
-  c.vgrow.g_passes = 1
-  c.vgrow.g_passes_schedule = ()
-  c.vgrow.step_size = 1.0
-  c.vgrow.d_gradient_penalty = 0.5
-  c.vgrow.g_ema_decay = 0.99
-  for opt in (c.g_optimizer, c.d_optimizer):
+    c.methods.vgrow.batch_size = 256
+  c.methods.vgrow.pool_batches = 1
+  c.methods.vgrow.particle_steps = 1
+  c.methods.vgrow.d_steps = 1
+  c.methods.vgrow.g_passes = 1
+  c.methods.vgrow.g_passes_schedule = ()
+  c.methods.vgrow.step_size = 1.0
+  c.methods.vgrow.d_gradient_penalty = 0.5
+  c.methods.vgrow.g_ema_decay = 0.99
+  for opt in (c.methods.vgrow.g_optimizer, c.methods.vgrow.d_optimizer):
     opt.name = 'adam'
     opt.learning_rate = 1e-3
     opt.b1 = 0.0
