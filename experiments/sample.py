@@ -32,6 +32,13 @@ def main(argv):
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'vgrow-sample: {e}')
   z = jax.random.normal(jax.random.PRNGKey(_SEED.value), (_NUM.value, method.latent_dim))
+  try:
+    # Traced on all --num latents at once (train.generate samples in chunks), so
+    # that a method refuses a --num it cannot give (more than the particles of a
+    # generator-free run) before anything is sampled.
+    jax.eval_shape(method.generate, state, z)
+  except ValueError as e:
+    sys.exit(f'vgrow-sample: {e}')
   samples = train.generate(method, state, z)
   np.savez(_OUT.value, samples=samples, z=np.asarray(z))
   print(f'wrote {samples.shape[0]} samples of shape {samples.shape[1:]} from outer loop '

@@ -121,6 +121,7 @@ class HParams(config_lib.MethodHParams):
       lr_decay_factor=0.3)
 
   def __post_init__(self):
+    self.check_types()
     self.check(1 <= self.num_particles <= MAX_PARTICLES, 'num_particles',
                f'must be in [1, {MAX_PARTICLES}] (sampling reads the particles in chunks of '
                f'{MAX_PARTICLES})')
@@ -137,6 +138,10 @@ class HParams(config_lib.MethodHParams):
                f'must be in [1, num_particles={self.num_particles}] (particles are drawn '
                'without replacement)')
     self.check(self.d_gradient_penalty >= 0, 'd_gradient_penalty', 'must be >= 0')
+
+  @property
+  def variant(self) -> str:
+    return self.divergence
 
 
 @flax.struct.dataclass
