@@ -8,6 +8,7 @@ r"""B2: mode coverage and sample quality on the toy suites (docs/benchmarks.md, 
   python -m benchmarks.toy_quality --report=benchmarks/out/toy_quality.jsonl  # table + PNG only
   python -m benchmarks.toy_quality --methods=vgrow:kl --refine_steps=10  # + refined sampling
   python -m benchmarks.toy_quality --methods=vgrow:kl --refine_steps=30,100:1  # + D re-fitted
+  python -m benchmarks.toy_quality --methods=gan,sngan --refine_steps=200:1:1:linear  # any method
 
 A method entry is ``METHOD[:VARIANT]`` as in ``experiments/configs/toy.py``
 (``vgrow:js``, ``gan:minimax``, ``fgan:reverse_kl``, ``sngan:non_saturating``);
@@ -73,11 +74,16 @@ _SET = flags.DEFINE_multi_string(
     'bare string), e.g. --set=methods.gan.d_optimizer.learning_rate=1e-3; repeatable. '
     'For a tuning round.')
 _REFINE = flags.DEFINE_list(
-    'refine_steps', [], 'VGrow entries: also score G(z) moved by K flow steps at sampling, for '
-    'each entry K (along the final D: methods.vgrow.sample_flow_steps=K) or K:U (D re-fitted '
-    'with U logistic steps before each move: also methods.vgrow.sample_d_steps=U), as the '
-    'records\' '
-    '"refined" list and one extra table row each (e.g. 30,100:1).')
+    'refine_steps', [], 'Also score the samples moved by K flow steps at sampling, for each '
+    'entry K (along the final D: sample_flow_steps=K; VGrow and GAN, whose D is a logistic '
+    'log-ratio) or K:U (a logistic D re-fitted with U steps before each move, a fresh one for '
+    'methods without a logistic D: also sample_d_steps=U), K:U:S (η × S) or K:U:S:linear, as '
+    'the records\' "refined" list and one extra table row each (e.g. 30,100:1); any method '
+    '(vgrow_jax.refine).')
+_REFINE_ETA = flags.DEFINE_float(
+    'refine_step_size', 0.0, 'η of --refine_steps (before × S) for methods without a '
+    'step_size of their own (0: the VGrow toy config\'s η for the dataset times c², c its '
+    "D's input scale, since the baselines' D sees x: grid 0.1·2² = 0.4, ring 0.008·5² = 0.2).")
 _KEEP = flags.DEFINE_boolean(
     'keep_workdirs', False, 'Keep each run\'s workdir (checkpoint, config, metrics) under '
     '--out_dir/workdirs/ instead of a temporary directory, e.g. to try other refined '
@@ -179,12 +185,23 @@ def run_one(dataset: str, entry: str, seed: int):
       return rec, np.zeros((0, 2))
     _, method, state = train.restore(wd)
     samples = train.generate(method, state, train.eval_latents(method, seed, 2500))
-    if cfg.method == 'vgrow' and _refine_steps():
+    if _refine_steps():
       rec['refined'] = refine_scores(wd, dataset, entry, seed)
   rec.update(loops=out['loop'], modes=out['eval_modes'], num_modes=out['eval_num_modes'],
              high_quality=out['eval_high_quality'], reverse_kl=out['eval_reverse_kl'],
              spread=out['eval_spread'], seconds=out['seconds'])
   return rec, samples
+
+
+def _base_step_size(cfg, dataset: str) -> float:
+  """η that --refine_steps' S scales: the method's own, else --refine_step_size (or η·c²)."""
+  own = getattr(cfg.hparams, 'step_size', None)
+  if own is not None:
+    return own
+  if _REFINE_ETA.value:
+    return _REFINE_ETA.value
+  vg = toy.get_config(f'vgrow,{dataset}')
+  return vg.methods.vgrow.step_size * vg.model.d_input_scale**2
 
 
 def refine_scores(wd: str, dataset: str, entry: str, seed: int):
@@ -195,7 +212,7 @@ def refine_scores(wd: str, dataset: str, entry: str, seed: int):
   out = []
   for refine in _refine_steps():
     t1 = time.time()
-    _, refining, _ = train.restore(wd, **refine.sampling(cfg.hparams.step_size))
+    _, refining, _ = train.restore(wd, **refine.sampling(_base_step_size(cfg, dataset)))
     moved = np.asarray(train.generate(refining, state, z), np.float32)
     m = metrics.mode_metrics(moved, ds.modes, ds.std)
     path = _refined_path(_samples_path(dataset, entry, seed), refine)

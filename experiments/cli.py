@@ -131,35 +131,48 @@ class SamplingFlags(NamedTuple):
   d_steps: Any
   step_size: Any
   step_schedule: Any
+  flow_space: Any
+  langevin: Any
 
   def overrides(self) -> Dict[str, Any]:
     """The ``train.restore`` keywords these flags set (None: the run's own setting)."""
     return {'sample_flow_steps': self.flow_steps.value, 'sample_d_steps': self.d_steps.value,
             'sample_step_size': self.step_size.value,
-            'sample_step_schedule': self.step_schedule.value}
+            'sample_step_schedule': self.step_schedule.value,
+            'flow_space': self.flow_space.value, 'langevin': self.langevin.value}
 
 
 def define_sampling_flags() -> SamplingFlags:
-  """--sample_flow_steps, --sample_d_steps, --sample_step_size, --sample_step_schedule.
+  """--sample_flow_steps, --sample_d_steps, --sample_step_size, --sample_step_schedule,
+  --flow_space, --langevin: refined sampling of any method (:mod:`vgrow_jax.refine`).
 
-  VGrow's refined sampling (``methods.vgrow.sample_*`` fields of the config).
+  VGrow's own defaults are its ``methods.vgrow.sample_*`` fields; other
+  methods' are off.
   """
   return SamplingFlags(
-      flags.DEFINE_integer('sample_flow_steps', None, 'VGrow: move G(z) this many flow steps '
-                           "at sampling (default: the run's methods.vgrow.sample_flow_steps, "
-                           '0 = plain G(z)), along the final D unless --sample_d_steps.',
+      flags.DEFINE_integer('sample_flow_steps', None, 'Move the samples this many flow steps '
+                           "at sampling (default: VGrow's methods.vgrow.sample_flow_steps, "
+                           "else 0 = plain G(z)): along the final D where the method's D is a "
+                           'logistic log-ratio (VGrow, GAN), else --sample_d_steps is needed.',
                            lower_bound=0),
-      flags.DEFINE_integer('sample_d_steps', None, 'VGrow, with sample_flow_steps: re-fit D on '
-                           'the training data with this many logistic steps before each flow '
-                           "step (default: the run's methods.vgrow.sample_d_steps, 0 = along "
-                           'the final D).', lower_bound=0),
-      flags.DEFINE_float('sample_step_size', None, 'VGrow, with sample_flow_steps: η of those '
-                         "steps (default: the run's methods.vgrow.sample_step_size, else its "
-                         'step_size).'),
+      flags.DEFINE_integer('sample_d_steps', None, 'With sample_flow_steps: fit a logistic D '
+                           'on the training data with this many steps before each flow step '
+                           "(the run's logistic D, or a fresh one of the config's D net for "
+                           "other methods; default: VGrow's methods.vgrow.sample_d_steps, "
+                           'else 0 = along the final D).', lower_bound=0),
+      flags.DEFINE_float('sample_step_size', None, 'With sample_flow_steps: η of those steps '
+                         "(default: the method's methods.<name>.sample_step_size or "
+                         'step_size; needed for methods without one).'),
       flags.DEFINE_enum('sample_step_schedule', None, list(config_lib.SAMPLE_STEP_SCHEDULES),
-                        'VGrow, with sample_flow_steps: η over those K steps, constant or '
-                        "linear η·(1 − k/K) (default: the run's "
-                        'methods.vgrow.sample_step_schedule).'))
+                        'With sample_flow_steps: η over those K steps, constant or '
+                        "linear η·(1 − k/K) (default: VGrow's "
+                        'methods.vgrow.sample_step_schedule, else constant).'),
+      flags.DEFINE_enum('flow_space', None, ['data', 'latent'], 'With sample_flow_steps: move '
+                        'the samples x (data, default) or their latents z along '
+                        '∇_z d(G(z)) − z, then return G(z) (latent; methods with a '
+                        'generator).'),
+      flags.DEFINE_float('langevin', None, 'With sample_flow_steps: Langevin temperature '
+                         'γ ≥ 0 of noise √(2ηγ)ξ added to every move (default 0).'))
 
 
 class RefineEntry(NamedTuple):

@@ -38,18 +38,9 @@ def _read_data_spec(workdir: str):
     return json.load(f)
 
 
-def _sampling(cfg) -> Dict[str, str]:
-  """The protocol entry naming refined sampling, when the run's method uses it."""
-  hp = cfg.hparams
-  if not getattr(hp, 'sample_flow_steps', 0):  # a method without refined sampling, or off
-    return {}
-  eta = hp.step_size if hp.sample_step_size is None else hp.sample_step_size
-  eta = f'η = {eta:g}' + (', decaying linearly' if hp.sample_step_schedule == 'linear' else '')
-  if hp.sample_d_steps:
-    return {'sampling': f'G(z) + {hp.sample_flow_steps} flow steps ({eta}), D '
-                        f're-fitted on the training data with {hp.sample_d_steps} logistic '
-                        'step(s) before each'}
-  return {'sampling': f'G(z) + {hp.sample_flow_steps} flow steps along the final D ({eta})'}
+def _sampling(method) -> Dict[str, str]:
+  """The protocol entry naming refined sampling, when the method's ``generate`` refines."""
+  return {'sampling': method.sampling} if method.sampling else {}
 
 
 def _append(workdir: str, record: Dict[str, Any]) -> None:
@@ -67,9 +58,10 @@ def evaluate_mode_workdir(workdir: str, *, num_samples: int = 2500, step=None,
                           **sampling) -> Dict[str, Any]:
   """Mode metrics of a workdir's checkpoint (also appended to its metrics.jsonl).
 
-  ``sampling`` (VGrow only: ``sample_flow_steps``, ``sample_d_steps``,
-  ``sample_step_size``, as :func:`vgrow_jax.train.restore` takes them) scores
-  refined samples instead of the run's own setting; the protocol says so.
+  ``sampling`` (any method: ``sample_flow_steps``, ``sample_d_steps``,
+  ``sample_step_size``, ``flow_space``, ``langevin``, ..., as
+  :func:`vgrow_jax.train.restore` takes them) scores refined samples instead
+  of the run's own setting; the protocol says so.
   """
   cfg, method, state = train.restore(workdir, step, **sampling)
   spec = _read_data_spec(workdir)
@@ -78,7 +70,7 @@ def evaluate_mode_workdir(workdir: str, *, num_samples: int = 2500, step=None,
   m = metrics.mode_metrics(samples, np.asarray(spec['modes']), spec['std'])
   protocol = {'n_generated': num_samples, 'data': spec['name'],
               'high_quality': f"within 3σ = {3 * spec['std']:g} of the nearest mean",
-              **_sampling(cfg)}
+              **_sampling(method)}
   record = {'loop': int(state.step), **{f'eval_{k}': v for k, v in m.items()},
             'protocol': protocol}
   _append(workdir, record)
@@ -115,7 +107,7 @@ def generated_images(workdir: str, num_samples: int, *, step=None,
                                                             num_samples))
   spec = _read_data_spec(workdir)  # restore found it
   value_range = (float(spec['value_range'][0]), float(spec['value_range'][1]))
-  return images, value_range, {'loop': int(state.step), **_sampling(cfg)}
+  return images, value_range, {'loop': int(state.step), **_sampling(method)}
 
 
 def _inception_reference(workdir: str, key: str,
@@ -187,9 +179,10 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
                      inception_weights: str = '', **sampling) -> Dict[str, Any]:
   """The metrics record of a workdir (also appended to its metrics.jsonl).
 
-  ``sampling`` (VGrow only: ``sample_flow_steps``, ``sample_d_steps``,
-  ``sample_step_size``, as :func:`vgrow_jax.train.restore` takes them) scores
-  refined samples instead of the run's own setting; the protocol says so.
+  ``sampling`` (any method: ``sample_flow_steps``, ``sample_d_steps``,
+  ``sample_step_size``, ``flow_space``, ``langevin``, ..., as
+  :func:`vgrow_jax.train.restore` takes them) scores refined samples instead
+  of the run's own setting; the protocol says so.
 
   ``inception_weights``: '' (or 'none') computes no Inception metric (the
   default here: ~6 GFLOP per image); 'auto' adds FID and KID in Inception-v3
@@ -220,7 +213,7 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
       'kid': f'{kid_subsets} subsets of {min(kid_subset_size, n)}, cubic polynomial kernel',
       'score': 'exp E KL(p(y|x) || p(y)), one split',
       'precision_recall': 'k-NN manifolds, k = 3',
-      **_sampling(cfg),
+      **_sampling(method),
   }
   record = {'loop': int(state.step), 'eval_fcd': m['fd'], 'eval_kid': m['kid'],
             'eval_kid_std': m['kid_std'], 'eval_classifier_score': m['score'],

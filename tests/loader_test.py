@@ -1,6 +1,9 @@
 """vgrow_jax.load: a trained workdir as config, state, G and D functions and samplers."""
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import chex
 import jax
@@ -86,9 +89,14 @@ def test_sample_is_vgrow_sample_and_refines_with_the_existing_sampler(vgrow_work
     expected = train.sample(refining, state, 30, seed=1)
     np.testing.assert_array_equal(run.sample(30, seed=1, **kw), expected)
     assert np.abs(expected - run.sample(30, seed=1)).max() > 0
-  with pytest.raises(ValueError, match=r'^Run.sample: d_steps=2, step_size=None, '
-                     r'step_schedule=None need flow_steps > 0$'):
+  with pytest.raises(ValueError, match=r'^Run.sample: d_steps=2 need flow_steps > 0$'):
     run.sample(10, d_steps=2)
+  with pytest.raises(ValueError, match=r"^Run.sample: step_size=0.1, flow_space='latent' need "
+                     r'flow_steps > 0$'):
+    run.sample(10, step_size=0.1, flow_space='latent')
+  # A latent flow along VGrow's final D: the generic refiner on G alone.
+  latent = run.sample(30, seed=1, flow_steps=3, flow_space='latent')
+  assert latent.shape == (30, 2) and np.abs(latent - run.sample(30, seed=1)).max() > 0
 
 
 def test_load_errors(tmp_path, vgrow_workdir):
@@ -99,9 +107,16 @@ def test_load_errors(tmp_path, vgrow_workdir):
 def test_sngan_run_refined_by_refit_flow_as_in_the_readme(sngan_workdir):
   run = vg.load(sngan_workdir)
   assert run.config.method == 'sngan' and run.logit is not None
-  with pytest.raises(ValueError, match=r"^Run.sample: flow_steps=5 refines VGrow runs only, "
-                     r"this run is 'sngan'"):
-    run.sample(10, flow_steps=5)
+  # Its hinge D is no log-ratio: refined sampling fits a fresh logistic D (U > 0).
+  with pytest.raises(ValueError, match=r"^sample_flow_steps=5 with sample_d_steps=0 flows along "
+                     r"the final D, but method 'sngan' has no logistic D"):
+    run.sample(10, flow_steps=5, step_size=0.05)
+  kw = dict(flow_steps=5, d_steps=1, step_size=0.05)
+  refined = run.sample(50, seed=1, **kw)
+  _, refining, _ = train.restore(sngan_workdir, **{f'sample_{k}': v for k, v in kw.items()})
+  assert refining.sampling.startswith('G(z) + 5 flow steps, a fresh logistic D fitted')
+  np.testing.assert_array_equal(refined, train.sample(refining, run.state, 50, seed=1))
+  assert np.abs(refined - run.sample(50, seed=1)).max() > 1e-4
 
   # README: refine an SNGAN run's samples. Its hinge D is not a log-ratio, so the
   # first 100 "moves" have η = 0 (D alone is re-fitted with the logistic loss),
@@ -127,3 +142,33 @@ def test_sngan_run_refined_by_refit_flow_as_in_the_readme(sngan_workdir):
   assert after['high_quality'] > before['high_quality'], (before, after)
   # The D's spectral-norm vectors were updated by the re-fit steps.
   assert not np.array_equal(jax.tree.leaves(d.state)[0], jax.tree.leaves(run.state.d_state)[0])
+
+
+def _app(args, cwd):
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=repo)
+  return subprocess.run([sys.executable, '-m'] + args, cwd=cwd, env=env, capture_output=True,
+                        text=True, timeout=300)
+
+
+def test_sample_and_eval_apps_refine_a_baseline_run(sngan_workdir, tmp_path):
+  refine = ['--sample_flow_steps=5', '--sample_d_steps=1', '--sample_step_size=0.05']
+  plain, refined = str(tmp_path / 'plain.npz'), str(tmp_path / 'refined.npz')
+  for out, extra in ((plain, []), (refined, refine)):
+    r = _app(['experiments.sample', f'--workdir={sngan_workdir}', '--num=40', f'--out={out}']
+             + extra, str(tmp_path))
+    assert r.returncode == 0, r.stderr
+  x, y = np.load(plain)['samples'], np.load(refined)['samples']
+  assert x.shape == y.shape == (40, 2) and np.abs(x - y).max() > 1e-4
+  r = _app(['experiments.eval', f'--workdir={sngan_workdir}', '--num_samples=100'] + refine,
+           str(tmp_path))
+  assert r.returncode == 0, r.stderr
+  assert ('samples: G(z) + 5 flow steps, a fresh logistic D fitted on the training data with '
+          '1 step(s) before each (η = 0.05)') in r.stdout
+  # A flag it cannot honour is a one-line error, not plain samples.
+  r = _app(['experiments.sample', f'--workdir={sngan_workdir}', '--sample_flow_steps=5',
+            '--sample_step_size=0.05', f'--out={plain}'], str(tmp_path))
+  assert r.returncode != 0 and r.stderr.strip().splitlines() == [
+      "vgrow-sample: sample_flow_steps=5 with sample_d_steps=0 flows along the final D, but "
+      "method 'sngan' has no logistic D (d = log p/q); set --sample_d_steps=U > 0 to fit a "
+      'fresh logistic D at sampling'], r.stderr

@@ -68,6 +68,20 @@ class MethodHParams:
     """Whether sampling with these settings reads the training data (e.g. re-fits a D)."""
     return False
 
+  @property
+  def logistic_d(self) -> bool:
+    """Whether the method's D is trained by logistic regression, real = 1, so d ≈ log p/q.
+
+    Refined sampling (:mod:`vgrow_jax.refine`) can then flow along it as it
+    is; other methods' samples are refined along a fresh logistic D.
+    """
+    return False
+
+  @property
+  def flow_divergence(self) -> Any:
+    """The divergence (name or ``Divergence``) refined sampling flows by: 'kl' unless set."""
+    return 'kl'
+
 
 def _check_types(section: Any, prefix: str) -> None:
   hints = typing.get_type_hints(type(section))

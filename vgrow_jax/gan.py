@@ -57,6 +57,10 @@ class HParams(adversarial.AdversarialHParams):
     super().__post_init__()
     self.check_choice('generator_loss', GENERATOR_LOSSES)
 
+  @property
+  def logistic_d(self) -> bool:
+    return True  # D minimises the logistic loss, real = 1: d* = log p/q
+
 
 def discriminator_loss(logit_real: Array, logit_fake: Array) -> Array:
   """E_p softplus(−d) + E_q softplus(d) = −(E_p log D + E_q log(1 − D))."""

@@ -114,14 +114,17 @@ class Run:
                                         optimizer.init(self.state.d_params))
 
   def sample(self, num: int, *, seed: int = 0, flow_steps: int = 0, d_steps: int = 0,
-             step_size: Optional[float] = None,
-             step_schedule: Optional[str] = None) -> np.ndarray:
+             step_size: Optional[float] = None, step_schedule: Optional[str] = None,
+             flow_space: str = 'data', langevin: float = 0.0) -> np.ndarray:
     """``num`` samples, G(z) with z = N(0, I) from ``PRNGKey(seed)`` (as ``vgrow-sample``).
 
-    VGrow runs can refine them (``vgrow-eval --sample_flow_steps`` ...):
-    ``flow_steps`` = K > 0 moves them K flow steps along the final D, and
-    ``d_steps`` = U > 0 re-fits D for U steps before each move (loads the
-    training data). 0 means off, whatever the run's own
+    Any run can refine them (``vgrow-eval --sample_flow_steps`` ...,
+    :mod:`vgrow_jax.refine`): ``flow_steps`` = K > 0 moves them K flow
+    steps along the final D (a method whose D is a logistic log-ratio:
+    VGrow, GAN), and ``d_steps`` = U > 0 re-fits D (the run's logistic D, or
+    a fresh one) for U steps before each move (loads the training data).
+    ``flow_space='latent'`` moves the latents instead, ``langevin`` = γ > 0
+    adds noise. 0 means off, whatever the run's own
     ``methods.vgrow.sample_*`` settings; η is ``step_size`` (default: the
     run's) over ``step_schedule`` ('constant' or 'linear').
 
@@ -129,22 +132,23 @@ class Run:
       ``[num, ...]`` numpy samples.
 
     Raises:
-      ValueError: ``flow_steps`` for a run that is not VGrow, or ``d_steps``,
-        ``step_size`` or ``step_schedule`` without ``flow_steps``.
+      ValueError: ``d_steps``, ``step_size``, ``step_schedule``, a latent
+        flow or noise without ``flow_steps``, or a refinement the run cannot
+        take (:func:`vgrow_jax.refine.refined_method`), in one line.
     """
-    if not flow_steps and (d_steps or step_size is not None or step_schedule is not None):
-      raise ValueError(f'Run.sample: d_steps={d_steps}, step_size={step_size}, '
-                       f'step_schedule={step_schedule} need flow_steps > 0')
-    refinable = 'sample_flow_steps' in {f.name for f in dataclasses.fields(self.config.hparams)}
-    if flow_steps and not refinable:
-      raise ValueError(f'Run.sample: flow_steps={flow_steps} refines VGrow runs only, this '
-                       f'run is {self.config.method!r}: move run.generate(z) with '
-                       'vgrow_jax.flow_particles or vgrow_jax.refit_flow')
+    extras = [f'{k}={v!r}' for k, v, on in (
+        ('d_steps', d_steps, d_steps), ('step_size', step_size, step_size is not None),
+        ('step_schedule', step_schedule, step_schedule is not None),
+        ('flow_space', flow_space, flow_space != 'data'), ('langevin', langevin, langevin))
+              if on]
+    if not flow_steps and extras:
+      raise ValueError(f"Run.sample: {', '.join(extras)} need flow_steps > 0")
     method = self.method
     if flow_steps:
       _, method = train.sampling_method(
           self.config, self.data_spec, sample_flow_steps=flow_steps, sample_d_steps=d_steps,
-          sample_step_size=step_size, sample_step_schedule=step_schedule)
+          sample_step_size=step_size, sample_step_schedule=step_schedule,
+          flow_space=flow_space, langevin=langevin)
     return train.sample(method, self.state, num, seed=seed)
 
 

@@ -36,6 +36,8 @@ class Method(NamedTuple):
     logit: ``(state, x [N, ...]) -> [N]``, the discriminator's (or critic's)
       output in evaluation mode, for diagnostics such as
       :func:`vgrow_jax.image_metrics.logit_gap`; None for methods without one.
+    sampling: how ``generate`` refines its samples, in words for the
+      protocols of ``vgrow-eval`` ('' = it does not; :mod:`vgrow_jax.refine`).
   """
 
   name: str
@@ -44,6 +46,7 @@ class Method(NamedTuple):
   generate: Callable[[Any, Array], Array]
   latent_dim: int
   logit: Optional[Callable[[Any, Array], Array]] = None
+  sampling: str = ''
 
 
 # name -> 'module:factory'; imported lazily so that a method's dependencies

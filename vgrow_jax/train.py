@@ -21,7 +21,6 @@ depends on which.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -39,6 +38,7 @@ from vgrow_jax import method as method_lib
 from vgrow_jax import metrics as metrics_lib
 from vgrow_jax import plotting
 from vgrow_jax import preemption
+from vgrow_jax import refine
 from vgrow_jax import sharding as sharding_lib
 
 CONFIG_FILE = 'config.json'
@@ -327,45 +327,42 @@ def load_data_spec(workdir: str) -> Dict[str, Any]:
     return json.load(f)
 
 
-def sampling_method(cfg: config_lib.Config, spec: Dict[str, Any], *,
-                    sample_flow_steps: Optional[int] = None,
-                    sample_d_steps: Optional[int] = None,
-                    sample_step_size: Optional[float] = None,
-                    sample_step_schedule: Optional[str] = None
+def sampling_method(cfg: config_lib.Config, spec: Dict[str, Any], **sampling: Any
                     ) -> Tuple[config_lib.Config, method_lib.Method]:
   """``(config, method)`` to sample a trained run with, without its checkpoint.
 
-  The ``sample_*`` keywords, when given, replace those fields of the
-  method's settings (refined sampling; the state does not depend on them).
-  The method is built on the data spec, or on the training data
-  (``config.data``) when its settings say that sampling reads it
-  (``needs_data_at_sampling``, e.g. a D re-fitted at sampling).
+  ``sampling`` asks for refined sampling, for any method
+  (:func:`vgrow_jax.refine.plan`'s keywords: ``sample_flow_steps``,
+  ``sample_d_steps``, ``sample_step_size``, ``sample_step_schedule``,
+  ``flow_space``, ``langevin``, ...; None or absent = the run's own
+  setting; the state does not depend on them). A method whose settings hold
+  its own refined sampling (VGrow's ``methods.vgrow.sample_*``) keeps it in
+  the data space without noise, with those fields replaced in the returned
+  config; otherwise :func:`vgrow_jax.refine.refined_method` wraps
+  ``generate``. ``method.sampling`` describes what applies. The method is
+  built on the data spec, or on the training data (``config.data``) when
+  the sampling reads it (a D fitted at sampling).
 
   Raises:
-    ValueError: a ``sample_*`` keyword other than 0 / None for a method
-      whose settings have no such field.
+    ValueError: a bad refined-sampling keyword or a combination that cannot
+      run (one line naming it).
   """
-  overrides = {k: v for k, v in (('sample_flow_steps', sample_flow_steps),
-                                 ('sample_d_steps', sample_d_steps),
-                                 ('sample_step_size', sample_step_size),
-                                 ('sample_step_schedule', sample_step_schedule))
-               if v is not None}
-  fields = {f.name for f in dataclasses.fields(cfg.hparams)}
-  unknown = {k: v for k, v in overrides.items() if k not in fields}
-  asked = {k: v for k, v in unknown.items() if v}
-  if asked:
-    name, value = next(iter(asked.items()))
-    raise ValueError(f'{name}={value!r}: method {cfg.method!r} has no refined sampling '
-                     f'({cfg.hparams_section} has no {name})')
-  overrides = {k: v for k, v in overrides.items() if k in fields}
-  if overrides:
-    cfg = cfg.with_hparams(**overrides)
-  if getattr(cfg.hparams, 'needs_data_at_sampling', False):
+  cfg, refinement = refine.plan(cfg, **sampling)
+  if refinement is None:
+    needs_data = getattr(cfg.hparams, 'needs_data_at_sampling', False)
+  else:
+    needs_data = bool(refinement.flow_steps and refinement.d_steps)
+  if needs_data:
     dataset = data_lib.load(cfg.data)
   else:
     dataset = data_lib.spec(spec['shape'], spec['value_range'], name=spec['name'],
                             modes=spec['modes'], std=spec['std'])
-  return cfg, method_lib.get(cfg.method)(cfg, dataset)
+  if refinement is None:
+    return cfg, method_lib.get(cfg.method)(cfg, dataset)
+  # The method's own refined sampling off; the refinement wraps its generate.
+  base = cfg.with_hparams(sample_flow_steps=0) if refine.has_own_sampling(cfg) else cfg
+  method = method_lib.get(cfg.method)(base, dataset)
+  return cfg, refine.refined_method(cfg, method, dataset, refinement)
 
 
 def restore_state(workdir: str, cfg: config_lib.Config, method: method_lib.Method,
@@ -392,32 +389,24 @@ def restore_state(workdir: str, cfg: config_lib.Config, method: method_lib.Metho
   return state
 
 
-def restore(workdir: str, step: Optional[int] = None, *,
-            sample_flow_steps: Optional[int] = None,
-            sample_d_steps: Optional[int] = None,
-            sample_step_size: Optional[float] = None,
-            sample_step_schedule: Optional[str] = None):
+def restore(workdir: str, step: Optional[int] = None, **sampling: Any):
   """``(config, method, state)`` from a workdir's checkpoint, without the training data.
 
   With ``step`` None the newest readable checkpoint is used; corrupt ones
-  are skipped with a warning (and left in place). ``sample_flow_steps``,
-  ``sample_d_steps``, ``sample_step_size`` and ``sample_step_schedule``,
-  when given, replace those fields of the method's settings (VGrow's refined
-  sampling, ``methods.vgrow.sample_*``; the state does not depend on them) in
-  the returned config and method (:func:`sampling_method`). Refined sampling
-  that re-fits D (both steps > 0) loads the training data from
-  ``config.data``. :func:`vgrow_jax.load` wraps this as G and D functions.
+  are skipped with a warning (and left in place). ``sampling`` asks for
+  refined sampling of any method (:func:`sampling_method`; e.g.
+  ``sample_flow_steps=200, sample_d_steps=1, flow_space='latent',
+  langevin=0.01``); refined sampling that fits a D reads the training data
+  from ``config.data``. :func:`vgrow_jax.load` wraps this as G and D
+  functions.
 
   Raises:
     FileNotFoundError: no config, data spec or checkpoint in ``workdir``.
-    ValueError: a ``sample_*`` keyword the method's settings do not have.
+    ValueError: a bad refined-sampling keyword or combination.
     checkpoint.CheckpointMismatchError: the checkpoint does not fit config.json.
     checkpoint.CheckpointError: the checkpoint cannot be read.
   """
-  cfg, method = sampling_method(
-      load_config(workdir), load_data_spec(workdir), sample_flow_steps=sample_flow_steps,
-      sample_d_steps=sample_d_steps, sample_step_size=sample_step_size,
-      sample_step_schedule=sample_step_schedule)
+  cfg, method = sampling_method(load_config(workdir), load_data_spec(workdir), **sampling)
   return cfg, method, restore_state(workdir, cfg, method, step)
 
 

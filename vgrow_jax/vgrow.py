@@ -193,6 +193,14 @@ class HParams(config_lib.MethodHParams):
   def needs_data_at_sampling(self) -> bool:
     return bool(self.sample_flow_steps and self.sample_d_steps)
 
+  @property
+  def logistic_d(self) -> bool:
+    return True
+
+  @property
+  def flow_divergence(self) -> divergences.Divergence:
+    return divergence_of(self)
+
 
 @flax.struct.dataclass
 class VGrowState:
@@ -554,4 +562,16 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
 
   return method_lib.Method(
       name='vgrow', init=init, step=step, generate=generate, latent_dim=nz,
-      logit=logit)
+      logit=logit, sampling=sampling_description(hp))
+
+
+def sampling_description(hp: HParams) -> str:
+  """The protocol's words for the refined sampling of ``hp`` ('' = plain G(z))."""
+  if not hp.sample_flow_steps:
+    return ''
+  eta = hp.step_size if hp.sample_step_size is None else hp.sample_step_size
+  eta = f'η = {eta:g}' + (', decaying linearly' if hp.sample_step_schedule == 'linear' else '')
+  if hp.sample_d_steps:
+    return (f'G(z) + {hp.sample_flow_steps} flow steps ({eta}), D re-fitted on the training '
+            f'data with {hp.sample_d_steps} logistic step(s) before each')
+  return f'G(z) + {hp.sample_flow_steps} flow steps along the final D ({eta})'
