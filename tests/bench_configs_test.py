@@ -36,10 +36,15 @@ def test_mnist_config_parses_method_variant_and_arch():
     cfg = _cfg(mnist.get_config(name))
     # One net pair for all (SNGAN adds its spectral norm; the VAE's G outputs logits).
     assert cfg.method == name and cfg.data == vg.data
-    model = vg.model if name == 'vgrow' else dataclasses.replace(
+    # The particles method fits VGrow's logistic D, so it gets VGrow's SN D on 2·x.
+    model = vg.model if name in ('vgrow', 'particles') else dataclasses.replace(
         vg.model, d_spectral_norm=False, d_input_scale=1.0)
     assert cfg.model == dataclasses.replace(model, output_tanh=name != 'vae')
     if name == 'vgrow':
+      continue
+    if name == 'particles':  # mnist.py's own settings: VGrow's MNIST particle phase
+      assert (cfg.hparams.num_particles, cfg.hparams.flow_steps, cfg.hparams.d_steps) == (
+          mnist.PARTICLES, 5, 1)
       continue
     published = method_lib.hparams_class(name)()
     steps = {f: mnist.STEPS_PER_LOOP for f in ('g_steps_per_loop', 'steps_per_loop')
