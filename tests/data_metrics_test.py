@@ -129,3 +129,16 @@ def test_mode_metrics_with_no_high_quality_sample():
   m = metrics.mode_metrics(np.full((3, 2), 100.0), data.ring().modes, 0.01)
   assert m['modes'] == 0 and m['high_quality'] == 0 and m['reverse_kl'] == float('inf')
   assert np.isnan(m['spread'])
+
+
+def test_classifier_and_inception_npz_that_is_not_a_zip_is_named(tmp_path):
+  from vgrow_jax import classifier as classifier_lib
+  from vgrow_jax import inception
+  bad = tmp_path / 'weights.npz'
+  bad.write_bytes(b'not a zip at all')
+  with pytest.raises(ValueError, match=r"is not a valid \.npz \(zip\) file") as e:
+    classifier_lib.load(str(bad))
+  assert 'pickled' not in str(e.value) and '\n' not in str(e.value)
+  with pytest.raises(ValueError, match=r"is not a valid \.npz \(zip\) file") as e:
+    inception._load_npz(str(bad))
+  assert 'pickled' not in str(e.value)

@@ -20,6 +20,7 @@ A saved classifier is one ``.npz``: the parameters under their
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import Any, Dict, NamedTuple, Tuple
 
 import flax.linen as nn
@@ -171,6 +172,9 @@ def load(path: str) -> Classifier:
   if not os.path.isfile(path):
     raise FileNotFoundError(f'classifier file not found: {path!r} (train one with '
                             'vgrow-classifier --out=PATH)')
+  if not zipfile.is_zipfile(path):
+    # np.load would call any non-zip file "pickled (object) data", which misleads.
+    raise ValueError(f'{path!r} is not a valid .npz (zip) file, so not a vgrow_jax classifier')
   with np.load(path, allow_pickle=False) as f:
     if 'meta/image_shape' not in f.files:
       raise ValueError(f'{path!r} is not a vgrow_jax classifier (no meta/image_shape)')

@@ -329,6 +329,8 @@ def _load_torchscript(path: str) -> Params:
 
 def _load_npz(path: str) -> Params:
   shapes = param_shapes()
+  if not zipfile.is_zipfile(path):
+    raise ValueError(f'{path!r} is not a valid .npz (zip) file of Inception weights')
   try:
     with np.load(path, allow_pickle=False) as f:
       missing = [k for k in shapes if k not in f.files]
