@@ -144,6 +144,14 @@ class HParams(config_lib.MethodHParams):
   def variant(self) -> str:
     return self.divergence
 
+  @property
+  def logistic_d(self) -> bool:
+    return True  # D is fitted by logistic regression, real = 1: d ≈ log p/q
+
+  @property
+  def flow_divergence(self) -> str:
+    return self.divergence
+
 
 @flax.struct.dataclass
 class ParticlesState:
