@@ -57,3 +57,28 @@ def test_out_of_sample_row_equals_the_in_sample_estimate_on_the_augmented_set():
       jax.vmap(lambda x: stein.stein_score(jnp.concatenate([x[None], y]), profile,
                                            eta=0.05)[0])(xs)))(xs)
   np.testing.assert_allclose(oos, augmented, rtol=2e-4, atol=2e-4 * float(jnp.abs(oos).max()))
+
+
+def test_sign_and_scale_on_an_isotropic_gaussian():
+  # ∇ log N(x; μ, σ²I) = −(x − μ)/σ²: the estimate must point back to μ, at about that slope.
+  mu, sigma = jnp.array([3.0, -1.0]), 2.0
+  x = mu + sigma * jax.random.normal(jax.random.PRNGKey(5), (500, 2))
+  g = stein.stein_score(x, kernels.imq_median(x), eta=1.0)  # stein_kl's default η
+  centred = np.asarray(x - mu)
+  slope = np.sum(np.asarray(g) * centred) / np.sum(centred ** 2)  # least squares g ≈ s (x − μ)
+  assert -1.25 / sigma ** 2 < slope < -0.6 / sigma ** 2, slope
+  true = -centred / sigma ** 2
+  cos = np.sum(np.asarray(g) * true) / np.linalg.norm(g) / np.linalg.norm(true)
+  assert cos > 0.9, cos
+
+
+def test_kl_direction_points_from_p_to_q():
+  # q = N(μ_q, I), p = N(μ_p, I): ∇log q − ∇log p = μ_q − μ_p at every x, so descent moves q to p.
+  from vgrow_jax import stein_kl  # pylint: disable=g-import-not-at-top
+  mu_q, mu_p = jnp.array([1.0, 0.0]), jnp.array([-1.0, 0.5])
+  x = mu_q + jax.random.normal(jax.random.PRNGKey(6), (300, 2))
+  y = mu_p + jax.random.normal(jax.random.PRNGKey(7), (300, 2))
+  d = np.asarray(stein_kl.kl_direction(x, y, stein_kl.HParams())).mean(0)
+  want = np.asarray(mu_q - mu_p)
+  assert np.dot(d, want) / np.linalg.norm(d) / np.linalg.norm(want) > 0.9, d
+  assert 0.3 * np.linalg.norm(want) < np.linalg.norm(d) < 1.5 * np.linalg.norm(want), d
