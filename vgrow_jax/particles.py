@@ -40,7 +40,9 @@ seed-determined and need no data.
 particles; z's values are ignored, so ``latent_dim`` is 1 (the trainer and
 the apps draw z ~ N(0, I) of shape [M, latent_dim] and only M is read).
 M > N is a ``ValueError`` at trace time, before anything is computed,
-naming M and ``methods.particles.num_particles``. The trainer scores
+naming M and ``methods.particles.num_particles``. Since ``generate`` does
+not read z's values, :func:`vgrow_jax.train.generate` hands it all M latents
+at once instead of in chunks, so any N can be sampled in full. The trainer scores
 ``training.eval_samples`` samples, so :func:`make` requires
 N ≥ ``training.eval_samples`` (a one-line ``ConfigError`` otherwise); the
 defaults agree (N = 2,500 = the toy protocol's 2,500 scored samples,
@@ -72,10 +74,6 @@ Array = jax.Array
 
 INITS = ('uniform', 'normal')
 STEP_SCHEDULES = ('constant', 'linear')
-# train.generate evaluates latents in chunks of 4,096 and concatenates them;
-# every chunk gets the *first* particles, so a larger pool could not be
-# sampled in full.
-MAX_PARTICLES = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,8 +86,8 @@ class HParams(config_lib.MethodHParams):
   VGrow's MNIST particle phase is in ``experiments/configs/mnist.py``.
 
   Attributes:
-    num_particles: N, the particles that are the model (≤ 4,096, the
-      trainer's sampling chunk; ≥ ``training.eval_samples``).
+    num_particles: N ≥ 1, the particles that are the model
+      (≥ ``training.eval_samples``).
     init: 'uniform' over the data's value range or 'normal' around its middle.
     divergence: 'kl' | 'js' | 'logd' | 'jeffreys' (sets s(d), docs/math.md §1).
     flow_steps: K, moves per outer loop.
@@ -123,9 +121,7 @@ class HParams(config_lib.MethodHParams):
 
   def __post_init__(self):
     self.check_types()
-    self.check(1 <= self.num_particles <= MAX_PARTICLES, 'num_particles',
-               f'must be in [1, {MAX_PARTICLES}] (sampling reads the particles in chunks of '
-               f'{MAX_PARTICLES})')
+    self.check(self.num_particles >= 1, 'num_particles', 'must be >= 1')
     self.check_choice('init', INITS, sort=False)
     try:
       divergences.get(self.divergence)

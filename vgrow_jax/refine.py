@@ -275,13 +275,26 @@ def plan(cfg: config_lib.Config, **overrides: Any
   return cfg, r
 
 
+def reads_latents(generate: Callable[[Any, Array], Array], state: Any, z: Any) -> bool:
+  """Whether ``generate(state, z)`` reads z's values (a G(z)), not only its shape (stored samples).
+
+  Traces ``generate`` once on ``z`` (an array or ``jax.ShapeDtypeStruct``),
+  computing nothing.
+
+  Raises:
+    ValueError: what ``generate`` raises at trace time for that z (e.g. more
+      samples asked for than a generator-free run holds).
+  """
+  jaxpr = jax.make_jaxpr(generate)(state, z).jaxpr
+  z_var = jaxpr.invars[-1]
+  return any(z_var in eqn.invars for eqn in jaxpr.eqns) or z_var in jaxpr.outvars
+
+
 def has_generator(method: method_lib.Method, seed: int = 0) -> bool:
   """Whether ``method.generate``'s samples depend on its latents (a G(z), not stored samples)."""
   state = jax.eval_shape(method.init, jax.random.PRNGKey(seed))
   z = jax.ShapeDtypeStruct((2, method.latent_dim), jnp.float32)
-  jaxpr = jax.make_jaxpr(method.generate)(state, z).jaxpr
-  z_var = jaxpr.invars[-1]
-  return any(z_var in eqn.invars for eqn in jaxpr.eqns) or z_var in jaxpr.outvars
+  return reads_latents(method.generate, state, z)
 
 
 def _d_model(cfg: config_lib.Config) -> config_lib.ModelConfig:

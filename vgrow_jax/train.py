@@ -62,9 +62,21 @@ def generate(method: method_lib.Method, state: Any, z: Any,
              *, batch: int = 4096) -> np.ndarray:
   """Samples ``G(z)`` in evaluation mode, in batches, as a numpy array.
 
-  Under a mesh (:func:`vgrow_jax.sharding.use`) the latents of a batch are
-  split over its 'data' axis (when they divide) and the samples gathered.
+  ``generate`` is first traced on all of z, so that a method that refuses
+  that many latents (more than a generator-free run's particles) raises its
+  ``ValueError`` before anything is sampled. A method whose samples do not
+  depend on z's values (stored samples, :func:`vgrow_jax.refine.has_generator`)
+  is evaluated on all of z at once: in batches every batch would get the
+  same first samples. Under a mesh (:func:`vgrow_jax.sharding.use`) the
+  latents of a batch are split over its 'data' axis (when they divide) and
+  the samples gathered.
+
+  Raises:
+    ValueError: the method cannot give ``len(z)`` samples (its message).
   """
+  z_spec = jax.ShapeDtypeStruct(np.shape(z), getattr(z, 'dtype', np.float32))
+  if not refine.reads_latents(method.generate, state, z_spec):
+    batch = max(len(z), 1)
   mesh = jax.sharding.get_mesh()
   if mesh.empty:
     gen = jax.jit(method.generate)
