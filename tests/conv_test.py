@@ -16,7 +16,10 @@ def _ref(x, k):
                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
-@pytest.mark.parametrize('ksize,cin,cout', [(3, 1, 4), (3, 5, 3), (5, 2, 2)])
+# Few input channels (≤ 4: broadcast multiply-adds), few output channels (matmul
+# and shifted adds), and neither (the library convolution).
+@pytest.mark.parametrize('ksize,cin,cout', [(3, 1, 4), (3, 5, 3), (5, 2, 2), (3, 1, 1),
+                                            (3, 8, 1), (5, 6, 2), (3, 6, 7), (1, 3, 5)])
 def test_value_and_both_gradients_match_lax_conv(ksize, cin, cout):
   kx, kk, kg = jax.random.split(jax.random.PRNGKey(ksize + cin), 3)
   x = jax.random.normal(kx, (2, 8, 6, cin))
@@ -30,10 +33,14 @@ def test_value_and_both_gradients_match_lax_conv(ksize, cin, cout):
 
 
 @pytest.mark.parametrize('batch,side,ksize,cin,cout', [
-    (16, 32, 3, 2, 3),  # 4 chunks of 4 images
-    (12, 32, 3, 1, 4),  # 3 chunks of 4 (12 is no power of 2)
-    (6, 32, 5, 3, 2),  # 1 chunk, k = 5
-    (9, 24, 3, 4, 4)])  # 2 chunks wanted, 9 odd: 1 chunk
+    (16, 32, 3, 2, 3),
+    (12, 32, 3, 1, 4),
+    (6, 32, 5, 3, 2),
+    (9, 24, 3, 4, 4),  # C ≤ 4: windows on a major axis, no chunks
+    (16, 32, 3, 6, 3),  # 4 chunks of 4 images
+    (12, 32, 3, 5, 4),  # 3 chunks of 4 (12 is no power of 2)
+    (6, 32, 5, 6, 2),  # 1 chunk, k = 5
+    (9, 24, 3, 8, 4)])  # 2 chunks wanted, 9 odd: 1 chunk
 def test_kernel_grad_in_chunks_matches_lax_conv(batch, side, ksize, cin, cout):
   kx, kk, kg = jax.random.split(jax.random.PRNGKey(batch), 3)
   x = jax.random.normal(kx, (batch, side, side, cin))
