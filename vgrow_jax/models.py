@@ -126,8 +126,11 @@ class _ResBlockUp(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    x = _upsample2(nn.relu(x))
-    shortcut = _sn_conv(self.width, 1, self.sn_steps, self.conv_impl)(x, train=train)
+    x = nn.relu(x)
+    # conv1×1(upsample(x)) = upsample(conv1×1(x)) for nearest-neighbour upsampling:
+    # a quarter of the multiply-adds, and no second full-size copy of the upsampled x.
+    shortcut = _upsample2(_sn_conv(self.width, 1, self.sn_steps, self.conv_impl)(x, train=train))
+    x = _upsample2(x)
     h = _sn_conv(self.width, 3, self.sn_steps, self.conv_impl)(x, train=train)
     h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                      scale_init=lambda k, s, d=jnp.float32: 1 + 0.02 * jax.random.normal(k, s, d))(h)
@@ -171,7 +174,9 @@ class _ResBlockDown(nn.Module):
     h = _sn_conv(self.width, 3, self.sn_steps, self.conv_impl)(nn.relu(h), train=train)
     if self.down:
       h = _avgpool2(h)
-      shortcut = _avgpool2(_sn_conv(self.width, 1, self.sn_steps, self.conv_impl)(x, train=train))
+      # avgpool(conv1×1(x)) = conv1×1(avgpool(x)): both are linear, one mixes pixels,
+      # the other channels; pooling first is a quarter of the multiply-adds.
+      shortcut = _sn_conv(self.width, 1, self.sn_steps, self.conv_impl)(_avgpool2(x), train=train)
     else:
       shortcut = x
     return h + shortcut
