@@ -23,6 +23,7 @@ conv and dense layer: forward ×1, field ×2, training step ×3) and by XLA's
 channels). The last line is ``loop_seconds <impl> <sum of phases>``.
 """
 
+import dataclasses
 import functools
 import statistics
 import time
@@ -130,12 +131,17 @@ def _phases(arch, width, channels, size, nz, batch, pool, reps):
   real = jax.random.uniform(key, (batch,) + shape, minval=-1, maxval=1)
   x = jax.random.uniform(jax.random.PRNGKey(1), (pool,) + shape, minval=-1, maxval=1)
   z = jax.random.normal(key, (pool, nz))
-  # Forward MACs per image from the nets' own jaxprs: 2 images less 1, which leaves out
-  # the spectral-norm power iterations (once per call, not per image).
-  d_macs = (_macs(lambda y: d.eval_apply(dp, ds, y), x[:2])
-            - _macs(lambda y: d.eval_apply(dp, ds, y), x[:1]))
-  g_macs = (_macs(lambda w: g.eval_apply(gp, gs, w), z[:2])
-            - _macs(lambda w: g.eval_apply(gp, gs, w), z[:1]))
+  # Forward MACs per image from the jaxprs of the same nets built on XLA's own
+  # convolution (conv.py writes few-channel convolutions as multiply-adds, which
+  # _macs does not count): 2 images less 1, which leaves out the spectral-norm
+  # power iterations (once per call, not per image). These are the multiply-adds
+  # vgrow_jax runs: its 1×1 shortcuts run at the lower resolution (models.py),
+  # about 4% fewer than the official layer order.
+  ref_g, ref_d = models.build(dataclasses.replace(cfg, conv_impl='xla'), shape)
+  d_macs = (_macs(lambda y: ref_d.eval_apply(dp, ds, y), x[:2])
+            - _macs(lambda y: ref_d.eval_apply(dp, ds, y), x[:1]))
+  g_macs = (_macs(lambda w: ref_g.eval_apply(gp, gs, w), z[:2])
+            - _macs(lambda w: ref_g.eval_apply(gp, gs, w), z[:1]))
 
   def d_step(c, _):
     dp, ds, opt = c
@@ -166,11 +172,12 @@ def _phases(arch, width, channels, size, nz, batch, pool, reps):
   scan = lambda f, c: jax.lax.scan(f, c, None, length=reps)
   return {
       'pool': (lambda gp, gs, z: g.eval_apply(gp, gs, z), (gp, gs, z), 2 * pool * g_macs, 1),
-      'd_step': (lambda *c: scan(d_step, c)[1], (dp, ds, tx.init(dp)),
+      # The whole result, so XLA keeps the last step's backward pass.
+      'd_step': (lambda *c: scan(d_step, c), (dp, ds, tx.init(dp)),
                  3 * 2 * 2 * batch * d_macs, reps),
       'field': (lambda y, dp, ds: scan(lambda v, _: (field(v, dp, ds), None), y)[0],
                 (x, dp, ds), 2 * 2 * pool * d_macs, reps),
-      'g_step': (lambda *c: scan(g_step, c)[1], (gp, gs, tx.init(gp)),
+      'g_step': (lambda *c: scan(g_step, c), (gp, gs, tx.init(gp)),
                  3 * 2 * batch * g_macs, reps),
   }, d_macs, g_macs
 
