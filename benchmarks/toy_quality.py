@@ -86,6 +86,15 @@ _REFINE_ETA = flags.DEFINE_float(
     "scale, since the baselines' D sees x: grid 0.1·2²/10 = 0.04, ring 0.008·5²/10 = 0.02; "
     'on seed 0 of gan and sngan, 60 s, 200:1:S:linear, S = 0.1 refined best of 1, 0.25, 0.1 '
     'and 0.025 of η·c²).')
+_REFINE_SN = flags.DEFINE_boolean(
+    'refine_d_spectral_norm', None, 'Spectral norm on the fresh D that --refine_steps fits for '
+    'a method without a logistic D (default: the library\'s, '
+    'vgrow_jax.refine.FRESH_D_SPECTRAL_NORM).')
+_REFINE_SCALE = flags.DEFINE_string(
+    'refine_d_input_scale', '', 'Input scale c of that fresh D: a number, \'vgrow\' for '
+    'VGrow\'s toy c of the dataset (grid 2, ring 5), or empty for the config\'s (1 for the '
+    'baselines). The default η of --refine_step_size scales by 1/c², so that the moves stay '
+    'those of c = 1 (model.d_input_scale).')
 _KEEP = flags.DEFINE_boolean(
     'keep_workdirs', False, 'Keep each run\'s workdir (checkpoint, config, metrics) under '
     '--out_dir/workdirs/ instead of a temporary directory, e.g. to try other refined '
@@ -195,15 +204,41 @@ def run_one(dataset: str, entry: str, seed: int):
   return rec, samples
 
 
+def _fresh_d_input_scale(dataset: str):
+  """--refine_d_input_scale for ``dataset``: c, or None for the config's."""
+  value = _REFINE_SCALE.value
+  if not value:
+    return None
+  if value == 'vgrow':
+    return toy.get_config(f'vgrow,{dataset}').model.d_input_scale
+  try:
+    c = float(value)
+  except ValueError:
+    raise app.UsageError(f"--refine_d_input_scale={value!r}: expected a number, 'vgrow' or "
+                         'empty') from None
+  if not 0 < c < float('inf'):
+    raise app.UsageError(f'--refine_d_input_scale={value!r}: must be finite and > 0')
+  return c
+
+
 def _base_step_size(cfg, dataset: str) -> float:
-  """η that --refine_steps' S scales: the method's own, else --refine_step_size (or η·c²)."""
+  """η that --refine_steps' S scales: the method's own, else --refine_step_size (or η·c²/c'²)."""
   own = getattr(cfg.hparams, 'step_size', None)
   if own is not None:
     return own
   if _REFINE_ETA.value:
     return _REFINE_ETA.value
   vg = toy.get_config(f'vgrow,{dataset}')
-  return vg.methods.vgrow.step_size * vg.model.d_input_scale**2 / 10
+  # A method's own logistic D is refined with as trained; only a fresh D takes the flag's c.
+  fresh = None if getattr(cfg.hparams, 'logistic_d', False) else _fresh_d_input_scale(dataset)
+  c = fresh or cfg.model.d_input_scale
+  return vg.methods.vgrow.step_size * vg.model.d_input_scale**2 / 10 / c**2
+
+
+def _fresh_d(dataset: str):
+  """The train.restore keywords of --refine_d_spectral_norm and --refine_d_input_scale."""
+  return {'sample_d_spectral_norm': _REFINE_SN.value,
+          'sample_d_input_scale': _fresh_d_input_scale(dataset)}
 
 
 def refine_scores(wd: str, dataset: str, entry: str, seed: int):
@@ -214,14 +249,18 @@ def refine_scores(wd: str, dataset: str, entry: str, seed: int):
   out = []
   for refine in _refine_steps():
     t1 = time.time()
-    _, refining, _ = train.restore(wd, **refine.sampling(_base_step_size(cfg, dataset)))
+    fresh = (_fresh_d(dataset) if refine.d_steps and not getattr(cfg.hparams, 'logistic_d', False)
+             else {})
+    _, refining, _ = train.restore(wd, **refine.sampling(_base_step_size(cfg, dataset)),
+                                   **fresh)
     moved = np.asarray(train.generate(refining, state, z), np.float32)
     m = metrics.mode_metrics(moved, ds.modes, ds.std)
     path = _refined_path(_samples_path(dataset, entry, seed), refine)
     np.save(path, moved)
     out.append({'steps': refine.steps, 'd_steps': refine.d_steps,
                 'step_scale': refine.step_scale, 'step_schedule': refine.schedule,
-                'samples': path, 'seconds': time.time() - t1, **m})
+                'samples': path, 'seconds': time.time() - t1, 'sampling': refining.sampling,
+                **{k: v for k, v in fresh.items() if v is not None}, **m})
   return out
 
 
@@ -346,6 +385,8 @@ def main(argv):
   del argv
   cli.setup_logging()
   _refine_steps()  # fail on a bad value before any training
+  for dataset in _DATASETS.value:
+    _fresh_d_input_scale(dataset)
   for entry in _METHODS.value:  # fail on a bad entry or override before any training
     for dataset in _DATASETS.value:
       config_lib.Config.from_dict(make_config(dataset, entry).to_dict())

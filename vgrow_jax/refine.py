@@ -59,6 +59,8 @@ _FRESH_D_SEED = 12345
 # Logistic D steps a fresh D takes before the first move, unless set: enough for the
 # toy nets to tell the samples from the data before they move.
 FRESH_D_WARMUP = 200
+# Whether a fresh D is spectrally normalised unless set.
+FRESH_D_SPECTRAL_NORM = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +78,10 @@ class Refinement:
     d_learning_rate: Adam's rate (β = (0.5, 0.999)) of those D steps.
     d_warmup_steps: D steps before the first move (None: 0 from the method's own D,
       ``FRESH_D_WARMUP`` for a fresh one).
+    d_spectral_norm: a fresh D's spectral norm (one power iteration per step;
+      None: ``FRESH_D_SPECTRAL_NORM``). A method's own D is kept as trained.
+    d_input_scale: c > 0, a fresh MLP D sees c·x (None: the config's
+      ``model.d_input_scale``).
   """
 
   flow_steps: int = 0
@@ -87,6 +93,8 @@ class Refinement:
   d_batch_size: int = 0
   d_learning_rate: float = 1e-3
   d_warmup_steps: Optional[int] = None
+  d_spectral_norm: Optional[bool] = None
+  d_input_scale: Optional[float] = None
 
   def __post_init__(self):
     for name, value in (('sample_flow_steps', self.flow_steps),
@@ -106,6 +114,11 @@ class Refinement:
       raise ValueError(f'flow_space={self.flow_space!r}: expected one of {list(FLOW_SPACES)}')
     if not self.langevin >= 0:
       raise ValueError(f'langevin={self.langevin!r}: must be >= 0')
+    if self.d_spectral_norm is not None and not isinstance(self.d_spectral_norm, bool):
+      raise ValueError(f'sample_d_spectral_norm={self.d_spectral_norm!r}: must be a bool')
+    if self.d_input_scale is not None and not (isinstance(self.d_input_scale, (int, float))
+                                               and 0 < self.d_input_scale < float('inf')):
+      raise ValueError(f'sample_d_input_scale={self.d_input_scale!r}: must be finite and > 0')
     if not self.d_learning_rate > 0:
       raise ValueError(f'sample_d_learning_rate={self.d_learning_rate!r}: must be > 0')
     if not self.flow_steps:
@@ -229,7 +242,8 @@ def plan(cfg: config_lib.Config, **overrides: Any
     **overrides: ``sample_flow_steps``, ``sample_d_steps``, ``sample_step_size``,
       ``sample_step_schedule``, ``flow_space``, ``langevin``,
       ``sample_d_batch_size``, ``sample_d_learning_rate``,
-      ``sample_d_warmup_steps``; None = not given.
+      ``sample_d_warmup_steps``, ``sample_d_spectral_norm``,
+      ``sample_d_input_scale``; None = not given.
 
   Returns:
     ``(cfg, None)`` where the method's own refined sampling applies (VGrow
@@ -242,7 +256,8 @@ def plan(cfg: config_lib.Config, **overrides: Any
       (one line naming it).
   """
   known = set(OWN_FIELDS) | {'flow_space', 'langevin', 'sample_d_batch_size',
-                             'sample_d_learning_rate', 'sample_d_warmup_steps'}
+                             'sample_d_learning_rate', 'sample_d_warmup_steps',
+                             'sample_d_spectral_norm', 'sample_d_input_scale'}
   for k in overrides:
     if k not in known:
       raise ValueError(f'unknown refined-sampling keyword {k}; expected one of {sorted(known)}')
@@ -271,7 +286,9 @@ def plan(cfg: config_lib.Config, **overrides: Any
       flow_space=given.get('flow_space', 'data'), langevin=float(given.get('langevin', 0.0)),
       d_batch_size=given.get('sample_d_batch_size', default('sample_d_batch_size', 0)),
       d_learning_rate=float(given.get('sample_d_learning_rate', 1e-3)),
-      d_warmup_steps=given.get('sample_d_warmup_steps'))
+      d_warmup_steps=given.get('sample_d_warmup_steps'),
+      d_spectral_norm=given.get('sample_d_spectral_norm'),
+      d_input_scale=given.get('sample_d_input_scale'))
   return cfg, r
 
 
@@ -302,6 +319,22 @@ def _d_model(cfg: config_lib.Config) -> config_lib.ModelConfig:
   module = sys.modules[method_lib.get(cfg.method).__module__]
   adjust = getattr(module, 'model_config', None)
   return adjust(cfg, cfg.hparams) if adjust else cfg.model
+
+
+def fresh_d_model(model: config_lib.ModelConfig, r: Refinement) -> config_lib.ModelConfig:
+  """The model config of the fresh D that refinement ``r`` fits for a method without a logistic D.
+
+  Raises:
+    config.ConfigError: an input scale other than 1 for a non-MLP D (one line).
+  """
+  sn = FRESH_D_SPECTRAL_NORM if r.d_spectral_norm is None else r.d_spectral_norm
+  fields: Dict[str, Any] = {'d_spectral_norm': sn}
+  if sn and not model.d_spectral_norm:
+    # One power iteration per D step, as VGrow's toy D: the steps are many and small.
+    fields['sn_power_iterations'] = 1
+  if r.d_input_scale is not None:
+    fields['d_input_scale'] = float(r.d_input_scale)
+  return dataclasses.replace(model, **fields)
 
 
 def refined_method(cfg: config_lib.Config, method: method_lib.Method,
@@ -350,7 +383,7 @@ def refined_method(cfg: config_lib.Config, method: method_lib.Method,
       warmup = 0
     else:
       # The config's D net, fitted from scratch at sampling.
-      _, d_net = models.build(cfg.model, dataset.shape)
+      _, d_net = models.build(fresh_d_model(cfg.model, r), dataset.shape)
 
       def start_d(state):
         del state
@@ -389,7 +422,12 @@ def describe(cfg: config_lib.Config, r: Refinement) -> str:
   elif getattr(hp, 'logistic_d', False):
     text += f', D re-fitted on the training data with {r.d_steps} logistic step(s) before each'
   else:
-    text += (f', a fresh logistic D fitted on the training data with {r.d_steps} step(s) '
+    model = fresh_d_model(cfg.model, r)
+    kind = ['spectrally normalised'] if model.d_spectral_norm else []
+    if model.arch == 'mlp' and model.d_input_scale != 1:
+      kind.append(f'on {model.d_input_scale:g}·x')
+    kind = f" ({', '.join(kind)})" if kind else ''
+    text += (f', a fresh logistic D{kind} fitted on the training data with {r.d_steps} step(s) '
              'before each')
   if r.langevin:
     how.append(f'Langevin noise γ = {r.langevin:g}')
