@@ -4,14 +4,16 @@
 # min / median / max of each side's seconds per loop and their ratio of medians.
 # Usage: benchmarks/b1_compare.sh /path/to/VGrow [REPEATS] [extra flags]
 # B1_ISA=AVX2 emulates a CPU without AVX-512 on both sides (XLA's max ISA; ATen's and
-# oneDNN's dispatch).
+# oneDNN's dispatch). B1_DEVICES=N splits vgrow_jax's batches over N host devices
+# (outer_loop.py --devices; default 1).
 set -euo pipefail
 official=${1:?path to a checkout of xjtuygao/VGrow}
 repeats=${2:-3}
 shift 2 || true
 flags=(--arch=resnet_sn --width=32 --channels=1 --image_size=32 --batch=64 --pool=4
        --particle_steps=5 --d_steps=1 --g_passes=1 --loops=3 --divergence=kl "$@")
-jax_env=(XLA_FLAGS="--xla_force_host_platform_device_count=1${B1_ISA:+ --xla_cpu_max_isa=$B1_ISA}")
+jax_env=(XLA_FLAGS="${B1_ISA:+--xla_cpu_max_isa=$B1_ISA}")
+jax_flags=(--devices="${B1_DEVICES:-1}")
 torch_env=()
 if [[ -n "${B1_ISA:-}" ]]; then
   torch_env=(ATEN_CPU_CAPABILITY="${B1_ISA,,}" ONEDNN_MAX_CPU_ISA="$B1_ISA")
@@ -19,7 +21,7 @@ fi
 jax=() torch=()
 load() { cut -d' ' -f1 /proc/loadavg; }
 for i in $(seq "$repeats"); do
-  l=$(load); s=$(env "${jax_env[@]}" python -m benchmarks.outer_loop "${flags[@]}" 2>/dev/null | tail -1 | cut -d' ' -f2)
+  l=$(load); s=$(env "${jax_env[@]}" python -m benchmarks.outer_loop "${flags[@]}" "${jax_flags[@]}" 2>/dev/null | tail -1 | cut -d' ' -f2)
   echo "jax $i load $l seconds_per_outer_loop $s"; jax+=("$s")
   l=$(load); s=$(env "${torch_env[@]}" python -m benchmarks.peer_pytorch --official_dir="$official" "${flags[@]}" | tail -1 | cut -d' ' -f2)
   echo "torch $i load $l seconds_per_outer_loop $s"; torch+=("$s")
