@@ -18,7 +18,7 @@ step's W = X ∪ Y (generated ∪ real) × (0.5, 1, 2, 4), for both methods:
   (not its square root: the plain statistic).
 
 Each entry ``METHOD[/FIELD=VALUE...]`` (a field of the method's ``HParams``,
-value as JSON) trains for ``--seconds`` of training time per seed (compilation
+value as JSON; a tuple as ``A:B:C``, e.g. ``stein_kl/bandwidth_factors=0.05:0.1:0.2:0.4``) trains for ``--seconds`` of training time per seed (compilation
 and the evaluations are not counted), and every ``--interval`` seconds of it
 scores ``--num_samples`` samples G(z) of fixed latents:
 
@@ -94,10 +94,14 @@ def parse_entry(entry: str):
     key, sep, value = s.partition('=')
     if not sep:
       raise app.UsageError(f'entry {entry!r}: {s!r} is not FIELD=VALUE')
-    try:
-      fields[key] = json.loads(value)
-    except json.JSONDecodeError:
-      fields[key] = value
+    # ':' separates a tuple's items: --entries is comma-separated.
+    items = []
+    for item in value.split(':'):
+      try:
+        items.append(json.loads(item))
+      except json.JSONDecodeError:
+        items.append(item)
+    fields[key] = tuple(items) if ':' in value else items[0]
   return name, fields
 
 
@@ -204,7 +208,7 @@ def run(entry: str, seed: int):
 
 
 def _run_path(entry: str, seed: int) -> str:
-  safe = entry.replace('/', '__').replace('=', '-').replace(',', '_')
+  safe = entry.replace('/', '__').replace('=', '-').replace(':', '_')
   return os.path.join(_OUT.value, 'runs', f'{safe}_s{seed}.json')
 
 

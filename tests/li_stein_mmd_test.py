@@ -28,6 +28,8 @@ def test_both_methods_get_li_and_turners_setting():
       'imq', (0.5, 1.0, 2.0, 4.0), 'v', False)
   assert bench.make_config('stein_kl', 0).hparams.bandwidth_factors == (0.5, 1.0, 2.0, 4.0)
   assert bench.make_config('stein_kl/eta=0.01', 0).hparams.eta == 0.01
+  assert bench.make_config('stein_kl/bandwidth_factors=0.1:2', 0).hparams.bandwidth_factors == (
+      0.1, 2.0)
   with pytest.raises(app.UsageError, match='no field'):
     bench.make_config('stein_kl/etta=1', 0)
   with pytest.raises(app.UsageError, match='stein_kl or mmd'):
