@@ -19,8 +19,9 @@ flow needs d ≈ log p/q for the samples' law q:
   training data against the samples being moved, before each move. D starts
   from the method's own logistic D, or, for a method without one (WGAN's
   critic, SNGAN's hinge D, the VAE, GMMN, Stein-KL), is a fresh D (the
-  config's D net) fitted for ``d_warmup_steps`` first. The D fitted is
-  thrown away; training is unchanged.
+  config's D net, optionally spectrally normalised on c·x, :func:`fresh_d_model`)
+  fitted for ``d_warmup_steps`` first. The D fitted is thrown away;
+  training is unchanged.
 
 VGrow's own refined sampling (``methods.vgrow.sample_*``, in the data space
 without noise) is its own code (:func:`vgrow_jax.vgrow.make_refiner`), kept as
@@ -59,7 +60,13 @@ _FRESH_D_SEED = 12345
 # Logistic D steps a fresh D takes before the first move, unless set: enough for the
 # toy nets to tell the samples from the data before they move.
 FRESH_D_WARMUP = 200
-# Whether a fresh D is spectrally normalised unless set.
+# Whether a fresh D is spectrally normalised unless set. Off, because its measured gain
+# needs an input scale c the library cannot pick, and does not hold for every method: on
+# the toys (60 s runs, seeds 0-2), spectral norm on VGrow's c·x (grid 2, ring 5) with
+# VGrow's η took the ring's SNGAN from 3.8% high quality (old D) to 92% and its VAE from
+# 5.0% to 50% (the plain D's unbounded field threw near-mode samples a median 0.9-1.2,
+# seed 0, across the ring), but carried WGAN-GP's samples, collapsed at the ring's centre, too
+# slowly to settle in the modes (61% -> 3%).
 FRESH_D_SPECTRAL_NORM = False
 
 
