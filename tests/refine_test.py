@@ -159,6 +159,9 @@ def test_a_fresh_d_takes_spectral_norm_and_an_input_scale():
   plain = refine.fresh_d_model(MODEL, refine.Refinement(flow_steps=2, d_steps=1,
                                                         d_spectral_norm=False))
   assert (plain.d_spectral_norm, plain.d_input_scale) == (False, 1.0)
+  # Unset, the fresh D is the config's D net as it is.
+  sn_model = dataclasses.replace(MODEL, d_spectral_norm=True, sn_power_iterations=3)
+  assert refine.fresh_d_model(sn_model, refine.Refinement(flow_steps=2, d_steps=1)) == sn_model
   dcgan = dataclasses.replace(MODEL, arch='dcgan')
   with pytest.raises(config_lib.ConfigError, match=r'model.d_input_scale=5.0: applies to the mlp '
                      r'discriminator only'):

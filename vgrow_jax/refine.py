@@ -60,14 +60,13 @@ _FRESH_D_SEED = 12345
 # Logistic D steps a fresh D takes before the first move, unless set: enough for the
 # toy nets to tell the samples from the data before they move.
 FRESH_D_WARMUP = 200
-# Whether a fresh D is spectrally normalised unless set. Off, because its measured gain
-# needs an input scale c the library cannot pick, and does not hold for every method: on
-# the toys (60 s runs, seeds 0-2), spectral norm on VGrow's c·x (grid 2, ring 5) with
-# VGrow's η took the ring's SNGAN from 3.8% high quality (old D) to 92% and its VAE from
-# 5.0% to 50% (the plain D's unbounded field threw near-mode samples a median 0.9-1.2,
-# seed 0, across the ring), but carried WGAN-GP's samples, collapsed at the ring's centre, too
-# slowly to settle in the modes (61% -> 3%).
-FRESH_D_SPECTRAL_NORM = False
+# A fresh D is the config's D net as it is unless told otherwise, not spectral norm on c·x:
+# that gain needs an input scale c the library cannot pick, and it does not hold for every
+# method. On the toys (60 s runs, seeds 0-2), spectral norm on VGrow's c·x (grid 2, ring 5)
+# with VGrow's η took the ring's SNGAN from 3.8% high quality (plain D) to 92% and its VAE
+# from 5.0% to 50% (the plain D's unbounded field threw near-mode samples a median 0.9-1.2
+# across the ring, seed 0), but carried WGAN-GP's samples, collapsed at the ring's centre,
+# too slowly to settle in the modes (61% -> 3%).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,8 +84,9 @@ class Refinement:
     d_learning_rate: Adam's rate (β = (0.5, 0.999)) of those D steps.
     d_warmup_steps: D steps before the first move (None: 0 from the method's own D,
       ``FRESH_D_WARMUP`` for a fresh one).
-    d_spectral_norm: a fresh D's spectral norm (one power iteration per step;
-      None: ``FRESH_D_SPECTRAL_NORM``). A method's own D is kept as trained.
+    d_spectral_norm: a fresh D's spectral norm (one power iteration per step
+      where the config's D has none; None: the config's ``model.d_spectral_norm``).
+      A method's own D is kept as trained.
     d_input_scale: c > 0, a fresh MLP D sees c·x (None: the config's
       ``model.d_input_scale``).
   """
@@ -334,11 +334,12 @@ def fresh_d_model(model: config_lib.ModelConfig, r: Refinement) -> config_lib.Mo
   Raises:
     config.ConfigError: an input scale other than 1 for a non-MLP D (one line).
   """
-  sn = FRESH_D_SPECTRAL_NORM if r.d_spectral_norm is None else r.d_spectral_norm
-  fields: Dict[str, Any] = {'d_spectral_norm': sn}
-  if sn and not model.d_spectral_norm:
-    # One power iteration per D step, as VGrow's toy D: the steps are many and small.
-    fields['sn_power_iterations'] = 1
+  fields: Dict[str, Any] = {}
+  if r.d_spectral_norm is not None:
+    fields['d_spectral_norm'] = r.d_spectral_norm
+    if r.d_spectral_norm and not model.d_spectral_norm:
+      # One power iteration per D step, as VGrow's toy D: the steps are many and small.
+      fields['sn_power_iterations'] = 1
   if r.d_input_scale is not None:
     fields['d_input_scale'] = float(r.d_input_scale)
   return dataclasses.replace(model, **fields)
@@ -429,10 +430,11 @@ def describe(cfg: config_lib.Config, r: Refinement) -> str:
   elif getattr(hp, 'logistic_d', False):
     text += f', D re-fitted on the training data with {r.d_steps} logistic step(s) before each'
   else:
-    model = fresh_d_model(cfg.model, r)
-    kind = ['spectrally normalised'] if model.d_spectral_norm else []
-    if model.arch == 'mlp' and model.d_input_scale != 1:
-      kind.append(f'on {model.d_input_scale:g}·x')
+    # What the keywords change; without them the fresh D is the config's D net.
+    kind = [] if r.d_spectral_norm is None else [
+        'spectrally normalised' if r.d_spectral_norm else 'no spectral norm']
+    if r.d_input_scale is not None:
+      kind.append(f'on {r.d_input_scale:g}·x')
     kind = f" ({', '.join(kind)})" if kind else ''
     text += (f', a fresh logistic D{kind} fitted on the training data with {r.d_steps} step(s) '
              'before each')
