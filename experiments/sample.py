@@ -33,13 +33,11 @@ def main(argv):
     sys.exit(f'vgrow-sample: {e}')
   z = jax.random.normal(jax.random.PRNGKey(_SEED.value), (_NUM.value, method.latent_dim))
   try:
-    # Traced on all --num latents at once (train.generate samples in chunks), so
-    # that a method refuses a --num it cannot give (more than the particles of a
-    # generator-free run) before anything is sampled.
-    jax.eval_shape(method.generate, state, z)
+    # train.generate traces on all --num latents first, so a --num the method
+    # cannot give (more than a generator-free run's particles) fails before sampling.
+    samples = train.generate(method, state, z)
   except ValueError as e:
     sys.exit(f'vgrow-sample: {e}')
-  samples = train.generate(method, state, z)
   np.savez(_OUT.value, samples=samples, z=np.asarray(z))
   print(f'wrote {samples.shape[0]} samples of shape {samples.shape[1:]} from outer loop '
         f'{int(state.step)} to {_OUT.value}')

@@ -60,13 +60,6 @@ _FRESH_D_SEED = 12345
 # Logistic D steps a fresh D takes before the first move, unless set: enough for the
 # toy nets to tell the samples from the data before they move.
 FRESH_D_WARMUP = 200
-# A fresh D is the config's D net as it is unless told otherwise, not spectral norm on c·x:
-# that gain needs an input scale c the library cannot pick, and it does not hold for every
-# method. On the toys (60 s runs, seeds 0-2), spectral norm on VGrow's c·x (grid 2, ring 5)
-# with VGrow's η took the ring's SNGAN from 3.8% high quality (plain D) to 92% and its VAE
-# from 5.0% to 50% (the plain D's unbounded field threw near-mode samples a median 0.9-1.2
-# across the ring, seed 0), but carried WGAN-GP's samples, collapsed at the ring's centre,
-# too slowly to settle in the modes (61% -> 3%).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,6 +323,15 @@ def _d_model(cfg: config_lib.Config) -> config_lib.ModelConfig:
 
 def fresh_d_model(model: config_lib.ModelConfig, r: Refinement) -> config_lib.ModelConfig:
   """The model config of the fresh D that refinement ``r`` fits for a method without a logistic D.
+
+  Unset keywords keep the config's D net as it is, not spectral norm on c·x:
+  that gain needs an input scale c the library cannot pick, and it does not
+  hold for every method. On the toys (60 s runs, seeds 0-2), spectral norm on
+  VGrow's c·x (grid 2, ring 5) with VGrow's η took the ring's SNGAN from 3.8%
+  high quality (plain D) to 92% and its VAE from 5.0% to 50% (the plain D's
+  unbounded field threw near-mode samples a median 0.9-1.2 across the ring,
+  seed 0), but carried WGAN-GP's samples, collapsed at the ring's centre, too
+  slowly to settle in the modes (61% -> 3%).
 
   Raises:
     config.ConfigError: an input scale other than 1 for a non-MLP D (one line).
