@@ -133,21 +133,29 @@ class SamplingFlags(NamedTuple):
   step_schedule: Any
   flow_space: Any
   langevin: Any
+  d_spectral_norm: Any
+  d_input_scale: Any
 
   def overrides(self) -> Dict[str, Any]:
     """The ``train.restore`` keywords these flags set (None: the run's own setting)."""
     return {'sample_flow_steps': self.flow_steps.value, 'sample_d_steps': self.d_steps.value,
             'sample_step_size': self.step_size.value,
             'sample_step_schedule': self.step_schedule.value,
-            'flow_space': self.flow_space.value, 'langevin': self.langevin.value}
+            'flow_space': self.flow_space.value, 'langevin': self.langevin.value,
+            'sample_d_spectral_norm': self.d_spectral_norm.value,
+            'sample_d_input_scale': self.d_input_scale.value}
 
 
 def define_sampling_flags() -> SamplingFlags:
   """--sample_flow_steps, --sample_d_steps, --sample_step_size, --sample_step_schedule,
-  --flow_space, --langevin: refined sampling of any method (:mod:`vgrow_jax.refine`).
+  --flow_space, --langevin, --sample_d_spectral_norm, --sample_d_input_scale: refined
+  sampling of any method (:mod:`vgrow_jax.refine`).
 
   VGrow's own defaults are its ``methods.vgrow.sample_*`` fields; other
-  methods' are off.
+  methods' are off. The last two set the fresh D fitted for a method without
+  a logistic D; :func:`vgrow_jax.refine.plan` rejects them, in one line
+  naming the flag, elsewhere (no --sample_flow_steps / --sample_d_steps, or a
+  method refined along its own logistic D) and for c <= 0.
   """
   return SamplingFlags(
       flags.DEFINE_integer('sample_flow_steps', None, 'Move the samples this many flow steps '
@@ -172,7 +180,15 @@ def define_sampling_flags() -> SamplingFlags:
                         '∇_z d(G(z)) − z, then return G(z) (latent; methods with a '
                         'generator).'),
       flags.DEFINE_float('langevin', None, 'With sample_flow_steps: Langevin temperature '
-                         'γ ≥ 0 of noise √(2ηγ)ξ added to every move (default 0).'))
+                         'γ ≥ 0 of noise √(2ηγ)ξ added to every move (default 0).'),
+      flags.DEFINE_boolean('sample_d_spectral_norm', None, 'With sample_flow_steps and '
+                           'sample_d_steps, for a method without a logistic D: spectral norm '
+                           'on the fresh D fitted at sampling (unset: the config\'s '
+                           'model.d_spectral_norm).'),
+      flags.DEFINE_float('sample_d_input_scale', None, 'With sample_flow_steps and '
+                         'sample_d_steps, for a method without a logistic D: c > 0, that '
+                         'fresh MLP D sees c·x (unset: the config\'s model.d_input_scale). '
+                         'Spectral norm on c·x bounds each move by about η·c.'))
 
 
 class RefineEntry(NamedTuple):

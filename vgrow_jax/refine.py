@@ -127,6 +127,15 @@ class Refinement:
         if on:
           value = getattr(self, {'sample_d_steps': 'd_steps'}.get(name, name))
           raise ValueError(f'{name}={value!r} refines samples: it needs sample_flow_steps > 0')
+    for name, value in self.fresh_d_options().items():
+      if not (self.flow_steps and self.d_steps):
+        raise ValueError(f'{name}={value!r} sets the fresh D fitted at sampling: it needs '
+                         'sample_flow_steps > 0 and sample_d_steps > 0')
+
+  def fresh_d_options(self) -> Dict[str, Any]:
+    """The fresh-D keywords given (``sample_d_spectral_norm``, ``sample_d_input_scale``)."""
+    return {k: v for k, v in (('sample_d_spectral_norm', self.d_spectral_norm),
+                              ('sample_d_input_scale', self.d_input_scale)) if v is not None}
 
 
 def step_sizes(step_size: float, num_steps: int, schedule: str) -> Array:
@@ -266,6 +275,9 @@ def plan(cfg: config_lib.Config, **overrides: Any
   own = has_own_sampling(cfg)
   generic = given.get('flow_space', 'data') != 'data' or bool(given.get('langevin', 0))
   if own and not generic:
+    for k in ('sample_d_spectral_norm', 'sample_d_input_scale'):
+      if k in given:
+        raise ValueError(_own_d_message(k, given[k], cfg.method))
     fields = {k: v for k, v in given.items() if k in OWN_FIELDS}
     if 'sample_d_batch_size' in given:
       fields['sample_d_batch_size'] = given['sample_d_batch_size']
@@ -290,6 +302,11 @@ def plan(cfg: config_lib.Config, **overrides: Any
       d_spectral_norm=given.get('sample_d_spectral_norm'),
       d_input_scale=given.get('sample_d_input_scale'))
   return cfg, r
+
+
+def _own_d_message(name: str, value: Any, method: str) -> str:
+  return (f'{name}={value!r} sets the fresh D fitted for a method without a logistic D, but '
+          f'method {method!r} is refined along its own logistic D; drop it')
 
 
 def reads_latents(generate: Callable[[Any, Array], Array], state: Any, z: Any) -> bool:
@@ -372,6 +389,9 @@ def refined_method(cfg: config_lib.Config, method: method_lib.Method,
     raise ValueError(f'sample_flow_steps={r.flow_steps} with sample_d_steps=0 flows along the '
                      f"final D, but method {name!r} has no logistic D (d = log p/q); set "
                      '--sample_d_steps=U > 0 to fit a fresh logistic D at sampling')
+  if r.d_steps and logistic:
+    for k, v in r.fresh_d_options().items():
+      raise ValueError(_own_d_message(k, v, name))
   if r.flow_space == 'latent' and not has_generator(method, cfg.training.seed):
     raise ValueError(f"flow_space='latent' moves latents z of G(z), but method {name!r} has "
                      "no generator (its samples do not depend on z); use flow_space='data'")
