@@ -37,12 +37,6 @@ import optax
 
 from vgrow_jax import stein_kl
 
-_OUT = flags.DEFINE_string('out', 'kl_direction.png', 'Where to write the figure.')
-_STEPS = flags.DEFINE_integer('steps', 1500, 'Adam steps per fit.')
-_STEIN_STEPS = flags.DEFINE_integer('stein_steps', 500,
-                                    'Adam steps of the reverse fit by Stein estimates.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Random seed of the Monte Carlo fits.')
-
 Array = jax.Array
 Params = Tuple[Array, Array]  # (mean m [D], log s [D]) of q = N(m, diag s²)
 
@@ -187,16 +181,30 @@ def _figure(path: str, fits: Dict[str, Params]) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  fits = run(_STEPS.value, _STEIN_STEPS.value, _SEED.value)
+  fits = run(flags.FLAGS.steps, flags.FLAGS.stein_steps, flags.FLAGS.seed)
   print(f'closed forms: reverse s² = 1/Λ_jj = {1 - RHO ** 2:.3f}, forward s² = Σ_jj = 1; '
         f'bimodal: reverse s² = {MODE_STD ** 2:.3f} at one mode, '
         f'forward s_x² = {4 + MODE_STD ** 2:.3f} at 0')
   for name, (m, log_s) in fits.items():
     var = np.exp(2 * np.asarray(log_s))
     print(f'{name:24s} mean {np.round(np.asarray(m), 3)}  variances {np.round(var, 3)}')
-  _figure(_OUT.value, fits)
-  print(f'figure: {_OUT.value}')
+  _figure(flags.FLAGS.out, fits)
+  print(f'figure: {flags.FLAGS.out}')
+
+
+def _define_flags():
+  """The app's flags, defined only when it runs as a program.
+
+  Importing the module for `run` (tests, notebooks) leaves absl's global flag
+  registry alone, so it can sit in one process beside the other apps, whose
+  `--out` and `--seed` mean other things.
+  """
+  flags.DEFINE_string('out', 'kl_direction.png', 'Where to write the figure.')
+  flags.DEFINE_integer('steps', 1500, 'Adam steps per fit.')
+  flags.DEFINE_integer('stein_steps', 500, 'Adam steps of the reverse fit by Stein estimates.')
+  flags.DEFINE_integer('seed', 0, 'Random seed of the Monte Carlo fits.')
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)
