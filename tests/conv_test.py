@@ -51,6 +51,47 @@ def test_kernel_grad_in_chunks_matches_lax_conv(batch, side, ksize, cin, cout):
   np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-3 * float(jnp.abs(ref).max()))
 
 
+def _avgpool2(y):
+  return jax.lax.reduce_window(y, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID') / 4
+
+
+def _upsample2(x):
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+# Fused resampling convs against their plain composition with lax.conv: channel
+# counts that take each path of the underlying conv2d (the space-to-depth input
+# has 4C channels, the phase output 4·O), k = 3 and k = 5 for the pooled one.
+@pytest.mark.parametrize('op,ksize,cin,cout', [
+    ('pool2', 3, 3, 5), ('pool2', 3, 6, 7), ('pool2', 3, 1, 4), ('pool2', 3, 8, 1),
+    ('pool2', 5, 2, 3), ('up2', 3, 3, 5), ('up2', 3, 6, 7), ('up2', 3, 1, 4),
+    ('up2', 3, 8, 1), ('up2', 3, 5, 2)])
+def test_fused_resampling_convs_match_the_plain_composition(op, ksize, cin, cout):
+  kx, kk, kg = jax.random.split(jax.random.PRNGKey(7 * cin + cout), 3)
+  x = jax.random.normal(kx, (3, 8, 6, cin))
+  k = jax.random.normal(kk, (ksize, ksize, cin, cout))
+  if op == 'pool2':
+    ours_fn, ref_fn = conv.conv_avgpool2, lambda x, k: _avgpool2(_ref(x, k))
+    g = jax.random.normal(kg, (3, 4, 3, cout))
+  else:
+    ours_fn, ref_fn = conv.upsample2_conv, lambda x, k: _ref(_upsample2(x), k)
+    g = jax.random.normal(kg, (3, 16, 12, cout))
+  np.testing.assert_allclose(ours_fn(x, k), ref_fn(x, k), rtol=1e-5, atol=1e-5)
+  ours = jax.jit(jax.grad(lambda x, k: jnp.sum(ours_fn(x, k) * g), argnums=(0, 1)))(x, k)
+  ref = jax.grad(lambda x, k: jnp.sum(ref_fn(x, k) * g), argnums=(0, 1))(x, k)
+  for a, b in zip(ours, ref):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+
+
+def test_fused_resampling_convs_reject_shapes_they_cannot_fuse():
+  with pytest.raises(ValueError, match=r'conv_avgpool2 needs even H, W'):
+    conv.conv_avgpool2(jnp.zeros((1, 5, 4, 2)), jnp.zeros((3, 3, 2, 2)))
+  with pytest.raises(ValueError, match=r'upsample2_conv needs a 3×3 kernel, got kernel_size = 5'):
+    conv.upsample2_conv(jnp.zeros((1, 4, 4, 2)), jnp.zeros((5, 5, 2, 2)))
+  with pytest.raises(ValueError, match=r"Conv resample must be .* got 'up3'"):
+    conv.Conv(4, 3, resample='up3').init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 2)))
+
+
 def _nets_grads(arch, impl, shape, x, z, in_scan):
   from vgrow_jax import config as config_lib, models  # pylint: disable=g-import-not-at-top
   cfg = config_lib.ModelConfig(arch=arch, g_width=8, d_width=8, latent_dim=4, conv_impl=impl)

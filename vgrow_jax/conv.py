@@ -1,4 +1,4 @@
-"""A stride-1 'SAME' convolution whose gradients stay fast inside XLA:CPU loops.
+"""Stride-1 convolutions whose gradients stay fast inside XLA:CPU loops.
 
 XLA:CPU runs a convolution's autodiff gradients (the input gradient, a
 transposed convolution, and above all the kernel gradient) 30–1000× slower
@@ -25,12 +25,21 @@ an SN-ResNet D step. As patches · g, the B1 D and G steps inside
 ``lax.scan`` take about half the time (benchmarks/conv_loop.py
 ``--impls=patches,forward_convs``).
 
+Two resampling convolutions of the SN-ResNet and DCGAN nets are fused into
+one convolution each, which does less work and never builds the full-size
+tensor: :func:`conv_avgpool2` (a 3×3 convolution then 2×2 average pooling,
+a 2×2 convolution on the space-to-depth input, 16/36 of the multiply-adds)
+and :func:`upsample2_conv` (nearest ×2 upsampling then a 3×3 convolution,
+one 2×2 convolution with four output phases, about half the multiply-adds).
+
 The results equal ``lax.conv_general_dilated``'s autodiff within float32
 rounding (tests/conv_test.py). It is reverse-mode only (``custom_vjp``);
 use ``conv_impl='xla'`` for forward mode.
 """
 
 from __future__ import annotations
+
+import functools
 
 import flax.linen as nn
 import jax
@@ -51,6 +60,13 @@ _ROWS_PER_CHUNK = 4096
 _FEW_CHANNELS = 4
 
 
+Padding = tuple  # ((top, bottom), (left, right)), static ints
+
+
+def _same(k: int) -> Padding:
+  return ((k // 2, k // 2), (k // 2, k // 2))
+
+
 def _conv(x, kernel, padding):
   return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=_DN)
 
@@ -60,13 +76,17 @@ def _shifts(xp: jax.Array, k: int, h: int, w: int):
   return [xp[:, i:i + h, j:j + w, :] for i in range(k) for j in range(k)]
 
 
-def _pad_same(x: jax.Array, k: int) -> jax.Array:
-  p = k // 2
-  return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+def _pad(x: jax.Array, padding: Padding) -> jax.Array:
+  return jnp.pad(x, ((0, 0),) + tuple(padding) + ((0, 0),))
 
 
-def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """y = x ⋆ K, stride 1, 'SAME'; x ``[B, H, W, C]``, K ``[k, k, C, O]`` -> ``[B, H, W, O]``.
+def _out_size(x: jax.Array, k: int, padding: Padding):
+  (t, b), (l, r) = padding
+  return x.shape[1] + t + b - k + 1, x.shape[2] + l + r - k + 1
+
+
+def conv_padded(x: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
+  """y = pad(x) ⋆ K, stride 1, 'VALID' after explicit padding; ``[B, H, W, C]`` -> ``[B, H', W', O]``.
 
   With few input channels (C ≤ ``_FEW_CHANNELS``) it is Σ_{i,j,c} shift_{ij}(x_c)·K_{ijc},
   k·k·C broadcast multiply-adds; with few output channels, y = Σ_{i,j} shift_{ij}(x @ K_{ij}),
@@ -74,19 +94,24 @@ def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
   sums as the convolution in another order; elsewhere it is the library convolution.
   """
   k, _, c, o = kernel.shape
-  _, h, w, _ = x.shape
+  h, w = _out_size(x, k, padding)
   if c <= _FEW_CHANNELS:
     # k·k·C broadcast multiply-adds that XLA fuses into one pass over y; patches
     # [B, H, W, k·k·C] with so few channels cost more to build than to multiply.
-    parts = _shifts(_pad_same(x, k), k, h, w)  # k·k × [B, H, W, C]
+    parts = _shifts(_pad(x, padding), k, h, w)  # k·k × [B, H', W', C]
     kr = kernel.reshape(k * k, c, o)
     return sum(part[..., ci:ci + 1] * kr[n, ci] for n, part in enumerate(parts)
                for ci in range(c))
   if o <= _FEW_CHANNELS:
     t = x @ kernel.transpose(2, 0, 1, 3).reshape(c, k * k * o)  # [B, H, W, k·k·O]
-    parts = _shifts(_pad_same(t, k), k, h, w)  # k·k × [B, H, W, k·k·O]
+    parts = _shifts(_pad(t, padding), k, h, w)  # k·k × [B, H', W', k·k·O]
     return sum(part[..., n * o:(n + 1) * o] for n, part in enumerate(parts))
-  return _conv(x, kernel, 'SAME')
+  return _conv(x, kernel, padding)
+
+
+def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """y = x ⋆ K, stride 1, 'SAME' (k odd); x ``[B, H, W, C]``, K ``[k, k, C, O]`` -> ``[B, H, W, O]``."""
+  return conv_padded(x, kernel, _same(kernel.shape[0]))
 
 
 def _num_chunks(batch: int, pixels_per_image: int) -> int:
@@ -97,21 +122,22 @@ def _num_chunks(batch: int, pixels_per_image: int) -> int:
   return n
 
 
-def kernel_grad(x: jax.Array, g: jax.Array, ksize: int) -> jax.Array:
-  """dL/dK of a stride-1 'SAME' convolution, as patches(x)ᵀ · g over chunks of images.
+def kernel_grad(x: jax.Array, g: jax.Array, ksize: int,
+                padding: Padding | None = None) -> jax.Array:
+  """dL/dK of a stride-1 convolution, as patches(x)ᵀ · g over chunks of images.
 
   Args:
     x: the convolution's input ``[B, H, W, C]``.
-    g: dL/dy, the cotangent of its output ``[B, H, W, O]``.
-    ksize: the (odd) kernel side k.
+    g: dL/dy, the cotangent of its output ``[B, H', W', O]``.
+    ksize: the kernel side k.
+    padding: ``((top, bottom), (left, right))``; default 'SAME' (k odd).
 
   Returns:
     ``[k, k, C, O]``, the HWIO layout of the kernel.
   """
-  b, h, w, c = x.shape
-  o = g.shape[-1]
-  p = ksize // 2
-  xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))  # [B, H+2p, W+2p, C]
+  b, _, _, c = x.shape
+  _, h, w, o = g.shape
+  xp = _pad(x, padding or _same(ksize))  # [B, H+t+b, W+l+r, C]
 
   if c <= _FEW_CHANNELS:
     # Windows stacked on a major axis: [k·k, B·H·W, C] is k·k contiguous copies,
@@ -120,10 +146,10 @@ def kernel_grad(x: jax.Array, g: jax.Array, ksize: int) -> jax.Array:
     dk = jnp.einsum('npc,po->nco', windows, g.reshape(-1, o))  # [k·k, C, O]
     return dk.reshape(ksize, ksize, c, o)
 
-  def chunk(xc, gc):  # xc [b, H+2p, W+2p, C], gc [b, H, W, O] -> [k·k·C, O]
+  def chunk(xc, gc):  # xc [b, H+t+b, W+l+r, C], gc [b, H', W', O] -> [k·k·C, O]
     patches = jnp.concatenate(
         [xc[:, i:i + h, j:j + w, :] for i in range(ksize) for j in range(ksize)],
-        axis=-1)  # [b, H, W, k·k·C], (i, j, c) order = the kernel's HWI order
+        axis=-1)  # [b, H', W', k·k·C], (i, j, c) order = the kernel's HWI order
     return jax.lax.dot_general(patches.reshape(-1, ksize * ksize * c), gc.reshape(-1, o),
                                (((0,), (0,)), ((), ())))
 
@@ -131,54 +157,152 @@ def kernel_grad(x: jax.Array, g: jax.Array, ksize: int) -> jax.Array:
   if n == 1:
     dk = chunk(xp, g)
   else:
-    xs = xp.reshape((n, b // n) + xp.shape[1:])  # [n, B/n, H+2p, W+2p, C]
-    gs = g.reshape((n, b // n) + g.shape[1:])  # [n, B/n, H, W, O]
+    xs = xp.reshape((n, b // n) + xp.shape[1:])  # [n, B/n, H+t+b, W+l+r, C]
+    gs = g.reshape((n, b // n) + g.shape[1:])  # [n, B/n, H', W', O]
     dk, _ = jax.lax.scan(lambda acc, a: (acc + chunk(*a), None),
                          jnp.zeros((ksize * ksize * c, o), jnp.result_type(x, g)), (xs, gs))
   return dk.reshape(ksize, ksize, c, o)
 
 
-def input_grad(g: jax.Array, kernel: jax.Array) -> jax.Array:
-  """dL/dx ``[B, H, W, C]`` of a stride-1 'SAME' convolution: g ``[B, H, W, O]`` ⋆ flip(K)ᵀ."""
-  return conv_same(g, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
+def _transposed_padding(k: int, padding: Padding) -> Padding:
+  # y = pad(x) ⋆ K 'VALID'  =>  dL/dx = pad'(g) ⋆ flip(K)ᵀ with k-1-p on each side.
+  if any(p > k - 1 for side in padding for p in side):
+    raise ValueError(f'conv2d padding {padding} exceeds kernel_size - 1 = {k - 1}')
+  return tuple((k - 1 - a, k - 1 - b) for a, b in padding)
 
 
-@jax.custom_vjp
+def input_grad(g: jax.Array, kernel: jax.Array, padding: Padding | None = None) -> jax.Array:
+  """dL/dx ``[B, H, W, C]`` of a stride-1 convolution: pad'(g) ``[B, H', W', O]`` ⋆ flip(K)ᵀ."""
+  k = kernel.shape[0]
+  return conv_padded(g, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2),
+                     _transposed_padding(k, padding or _same(k)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv2d(x: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
+  """y = pad(x) ⋆ K, stride 1; x ``[B, H, W, C]``, K ``[k, k, C, O]``, padding ``((t, b), (l, r))``."""
+  return conv_padded(x, kernel, padding)
+
+
+def _fwd(x, kernel, padding):
+  return conv_padded(x, kernel, padding), (x, kernel)
+
+
+def _bwd(padding, res, g):
+  x, kernel = res
+  dk = kernel_grad(x, g, kernel.shape[0], padding).astype(kernel.dtype)
+  return input_grad(g, kernel, padding), dk
+
+
+conv2d.defvjp(_fwd, _bwd)
+
+
 def conv2d_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """y = x ⋆ K with stride 1 and 'SAME' padding; x ``[B, H, W, C]``, K ``[k, k, C, O]`` (k odd)."""
-  return conv_same(x, kernel)
+  return conv2d(x, kernel, _same(kernel.shape[0]))
 
 
-def _fwd(x, kernel):
-  return conv_same(x, kernel), (x, kernel)
+def conv_avgpool2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """avgpool₂(x ⋆ K): a 'SAME' k×k convolution, then 2×2 average pooling; H, W even.
+
+  Pooling a convolution is one stride-2 convolution with the (k+1)×(k+1) kernel
+  K' = ¼ Σ_{a,b∈{0,1}} shift_{ab}(K); on the space-to-depth input (2×2 pixel
+  blocks as 4C channels) that is a stride-1 ((k+1)/2)² convolution, so it needs
+  only 4(k+1)²/(4k²) of the multiply-adds (16/36 at k = 3) and never builds the
+  full-size output. Same sums, another order: equal within float32 rounding.
+
+  Args:
+    x: ``[B, H, W, C]``.
+    kernel: ``[k, k, C, O]``, k odd.
+
+  Returns:
+    ``[B, H/2, W/2, O]``.
+  """
+  k, _, c, o = kernel.shape
+  b, h, w, _ = x.shape
+  if h % 2 or w % 2 or k % 2 == 0:
+    raise ValueError(f'conv_avgpool2 needs even H, W and odd k, got {x.shape} and k = {k}')
+  p = k // 2
+  box = jnp.asarray(_box(k), kernel.dtype)  # [k+1, k]
+  k4 = jnp.einsum('up,vq,pqco->uvco', box, box, kernel) / 4  # [k+1, k+1, C, O]
+  m = (k + 1) // 2
+  # K'[2U+α, 2V+β, c] -> K''[U, V, (α, β, c)], the space-to-depth kernel.
+  k2 = k4.reshape(m, 2, m, 2, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(m, m, 4 * c, o)
+  xp = _pad(x, ((p, p), (p, p)))  # [B, H+2p, W+2p, C]
+  hs, ws = (h + 2 * p) // 2, (w + 2 * p) // 2
+  xs = xp.reshape(b, hs, 2, ws, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, hs, ws, 4 * c)
+  return conv2d(xs, k2, ((0, 0), (0, 0)))  # [B, H/2, W/2, O]
 
 
-def _bwd(res, g):
-  x, kernel = res
-  dk = kernel_grad(x, g, kernel.shape[0]).astype(kernel.dtype)
-  return input_grad(g, kernel), dk
+def _box(k: int):
+  """[k+1, k] 0/1: row u sums the kernel taps p with u - p ∈ {0, 1} (a 2-tap box filter)."""
+  return [[1.0 if 0 <= u - q <= 1 else 0.0 for q in range(k)] for u in range(k + 1)]
 
 
-conv2d_same.defvjp(_fwd, _bwd)
+# Nearest ×2 upsampling then a 3×3 tap: output row 2i+a reads input rows
+# floor((2i+a+d-1)/2), d ∈ {0, 1, 2}: for a = 0 rows i-1 (d=0) and i (d=1, 2),
+# for a = 1 rows i (d=0, 1) and i+1 (d=2). _PHASE[a][U][d] merges the taps.
+_PHASE = (((1.0, 0.0, 0.0), (0.0, 1.0, 1.0)), ((1.0, 1.0, 0.0), (0.0, 0.0, 1.0)))
+
+
+def upsample2_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """up₂(x) ⋆ K: nearest ×2 upsampling, then a 'SAME' 3×3 convolution.
+
+  Each of the four output phases (a, b) ∈ {0, 1}² (pixel (2i+a, 2j+b)) is a
+  2×2 convolution of the low-resolution x with the 3×3 taps merged that read
+  the same input pixel; all four are one 2×2 convolution of x padded by 1
+  with 4·O output channels, read back at offsets (a, b). That is
+  16(H+1)(W+1)/(36 HW) of the multiply-adds (0.56 at H = 8, 0.50 at 16) and
+  the 4×-size upsampled x is never built. Same sums, another order: equal
+  within float32 rounding.
+
+  Args:
+    x: ``[B, H, W, C]``.
+    kernel: ``[3, 3, C, O]``.
+
+  Returns:
+    ``[B, 2H, 2W, O]``.
+  """
+  k, _, c, o = kernel.shape
+  b, h, w, _ = x.shape
+  if k != 3:
+    raise ValueError(f'upsample2_conv needs a 3×3 kernel, got kernel_size = {k}')
+  ph = jnp.asarray(_PHASE, kernel.dtype)  # [a, U, d]
+  kp = jnp.einsum('aup,bvq,pqco->uvcabo', ph, ph, kernel).reshape(2, 2, c, 4 * o)
+  y = conv2d(x, kp, ((1, 1), (1, 1)))  # [B, H+1, W+1, 4·O], channels (a, b, o)
+  y = y.reshape(b, h + 1, w + 1, 2, 2, o)
+  rows = [jnp.stack([y[:, a:a + h, bb:bb + w, a, bb] for bb in range(2)], axis=3)
+          for a in range(2)]  # 2 × [B, H, W, 2(b), O]
+  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, o)  # [B, H, 2(a), W, 2(b), O]
 
 
 class Conv(nn.Module):
   """Drop-in for ``nn.Conv(features, (k, k), padding='SAME', use_bias=False)``.
 
   Same parameter name and layout (``kernel`` ``[k, k, C, O]``), so spectral
-  norm and checkpoints are interchangeable with ``nn.Conv``.
+  norm and checkpoints are interchangeable with ``nn.Conv``. ``resample``
+  fuses a 2× resampling into the convolution: ``'up2'`` is nearest
+  upsampling before it (:func:`upsample2_conv`), ``'pool2'`` 2×2 average
+  pooling after it (:func:`conv_avgpool2`); ``'none'`` neither.
   """
 
   features: int
   kernel_size: int
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+  resample: str = 'none'
 
   @nn.compact
   def __call__(self, x):
     if self.kernel_size % 2 != 1:
       raise ValueError(f'Conv kernel_size must be odd, got {self.kernel_size}')
+    if self.resample not in ('none', 'up2', 'pool2'):
+      raise ValueError(f"Conv resample must be 'none', 'up2' or 'pool2', got {self.resample!r}")
     kernel = self.param('kernel', self.kernel_init,
                         (self.kernel_size, self.kernel_size, x.shape[-1], self.features))
+    if self.resample == 'up2':
+      return upsample2_conv(x, kernel)
+    if self.resample == 'pool2':
+      return conv_avgpool2(x, kernel)
     if self.kernel_size == 1:
       return x @ kernel[0, 0]  # a 1×1 convolution is a matmul (fast in loops too)
     return conv2d_same(x, kernel)

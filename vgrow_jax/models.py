@@ -110,13 +110,23 @@ def _avgpool2(x):
   return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
 
-def _sn_conv(features, kernel, sn_steps, conv_impl):
-  if conv_impl == 'xla':
-    conv = nn.Conv(features, (kernel, kernel), padding='SAME', use_bias=False,
-                   kernel_init=_normal002)
-  else:
-    conv = conv_lib.Conv(features, kernel, kernel_init=_normal002)
-  return _MaybeSN(conv, sn_steps)
+def _sn_conv(features, kernel, sn_steps, conv_impl, resample='none'):
+  """A (spectrally normalised) 'SAME' conv; ``resample`` 'up2' upsamples before it, 'pool2' pools after.
+
+  The custom convolution fuses the resampling into the convolution (fewer
+  multiply-adds, :mod:`vgrow_jax.conv`); XLA's is the plain composition, the
+  reference the tests compare it with. Both hold the same ``kernel``.
+  """
+  if conv_impl != 'xla':
+    return _MaybeSN(conv_lib.Conv(features, kernel, kernel_init=_normal002, resample=resample),
+                    sn_steps)
+  sn = _MaybeSN(nn.Conv(features, (kernel, kernel), padding='SAME', use_bias=False,
+                        kernel_init=_normal002), sn_steps)
+  if resample == 'up2':
+    return lambda x, *, train: sn(_upsample2(x), train=train)
+  if resample == 'pool2':
+    return lambda x, *, train: _avgpool2(sn(x, train=train))
+  return sn
 
 
 class _ResBlockUp(nn.Module):
@@ -130,8 +140,8 @@ class _ResBlockUp(nn.Module):
     # conv1×1(upsample(x)) = upsample(conv1×1(x)) for nearest-neighbour upsampling:
     # a quarter of the multiply-adds, and no second full-size copy of the upsampled x.
     shortcut = _upsample2(_sn_conv(self.width, 1, self.sn_steps, self.conv_impl)(x, train=train))
-    x = _upsample2(x)
-    h = _sn_conv(self.width, 3, self.sn_steps, self.conv_impl)(x, train=train)
+    # upsample-then-conv as one convolution per output phase (16/36 of the multiply-adds).
+    h = _sn_conv(self.width, 3, self.sn_steps, self.conv_impl, 'up2')(x, train=train)
     h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                      scale_init=lambda k, s, d=jnp.float32: 1 + 0.02 * jax.random.normal(k, s, d))(h)
     h = _sn_conv(self.width, 3, self.sn_steps, self.conv_impl)(nn.relu(h), train=train)
@@ -171,9 +181,10 @@ class _ResBlockDown(nn.Module):
     if not self.first:
       x = nn.relu(x)
     h = _sn_conv(self.width, 3, self.sn_steps, self.conv_impl)(x, train=train)
-    h = _sn_conv(self.width, 3, self.sn_steps, self.conv_impl)(nn.relu(h), train=train)
+    # conv-then-pool as one stride-2 convolution (16/36 of the multiply-adds).
+    h = _sn_conv(self.width, 3, self.sn_steps, self.conv_impl,
+                 'pool2' if self.down else 'none')(nn.relu(h), train=train)
     if self.down:
-      h = _avgpool2(h)
       # avgpool(conv1×1(x)) = conv1×1(avgpool(x)): both are linear, one mixes pixels,
       # the other channels; pooling first is a quarter of the multiply-adds.
       shortcut = _sn_conv(self.width, 1, self.sn_steps, self.conv_impl)(_avgpool2(x), train=train)
@@ -240,7 +251,7 @@ class DCGANGenerator(nn.Module):
     h = nn.relu(_bn()(h, use_running_average=not train))  # [B, s0, s0, ch]
     for i in range(k):
       ch = self.width * 2 ** (k - 1 - i)
-      h = _sn_conv(ch, 3, 0, self.conv_impl)(_upsample2(h), train=train)
+      h = _sn_conv(ch, 3, 0, self.conv_impl, 'up2')(h, train=train)
       h = nn.relu(_bn()(h, use_running_average=not train))
     h = _sn_conv(channels, 3, 0, self.conv_impl)(h, train=train)  # [B, S, S, C]
     return jnp.tanh(h)
