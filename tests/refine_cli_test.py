@@ -5,6 +5,7 @@ call): a subprocess would cost a JAX import per call.
 """
 
 import dataclasses
+import logging
 
 from absl import flags
 from absl.testing import flagsaver
@@ -42,6 +43,10 @@ def sngan_workdir(tmp_path_factory):
 def _sample(wd, out, *extra):
   """vgrow-sample's samples, or the SystemExit message of a refused flag."""
   argv = ['vgrow-sample', f'--workdir={wd}', f'--num={NUM}', f'--out={out}', *extra]
+  # The app sets up the 'vgrow_jax' logger for a terminal (its own handler, no
+  # propagation); put it back so later tests in this process still see records.
+  log = logging.getLogger('vgrow_jax')
+  saved = log.handlers[:], log.propagate, log.level
   with flagsaver.flagsaver():
     flags.FLAGS.unparse_flags()
     flags.FLAGS(argv)
@@ -49,6 +54,9 @@ def _sample(wd, out, *extra):
       sample_app.main([argv[0]])
     except SystemExit as e:
       return str(e.code)
+    finally:
+      log.handlers[:], log.propagate = saved[0], saved[1]
+      log.setLevel(saved[2])
   return np.load(out)['samples']
 
 
