@@ -10,10 +10,29 @@ import pytest
 
 from vgrow_jax import conv
 
+pytestmark = pytest.mark.usefixtures('classic_threefry')
+
 
 def _ref(x, k):
   return jax.lax.conv_general_dilated(x, k, (1, 1), 'SAME',
                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def _np_kernel_grad(x, g, ksize, padding):
+  """dK[i, j, c, o] = Σ_{b,h,w} x̃[b, h+i, w+j, c] g[b, h, w, o], in float64.
+
+  The definition itself: at these sizes it is much faster than XLA's own
+  convolution gradient on CPU (seconds per case at odd channel counts).
+  """
+  x, g = np.asarray(x, np.float64), np.asarray(g, np.float64)
+  xp = np.pad(x, ((0, 0),) + tuple(padding) + ((0, 0),))
+  h, w = g.shape[1:3]
+  return np.stack([np.stack([np.einsum('bhwc,bhwo->co', xp[:, i:i + h, j:j + w], g)
+                             for j in range(ksize)]) for i in range(ksize)])
+
+
+def _same(ksize):
+  return ((ksize // 2, (ksize - 1) // 2),) * 2
 
 
 # Few input channels (≤ 4: broadcast multiply-adds), few output channels (matmul
@@ -40,15 +59,42 @@ def test_value_and_both_gradients_match_lax_conv(ksize, cin, cout):
     (16, 32, 3, 6, 3),  # 4 chunks of 4 images
     (12, 32, 3, 5, 4),  # 3 chunks of 4 (12 is no power of 2)
     (6, 32, 5, 6, 2),  # 1 chunk, k = 5
-    (9, 24, 3, 8, 4)])  # 2 chunks wanted, 9 odd: 1 chunk
+    (9, 24, 3, 8, 4),  # 2 chunks wanted, 9 odd: 1 chunk
+    (16, 32, 3, 5, 8),  # C < O: one dot per tap, 16 chunks of 1 image
+    (12, 16, 3, 6, 9),  # C < O: 6 chunks of 2
+    (9, 24, 5, 6, 7)])  # C < O, k = 5: 9 chunks
 def test_kernel_grad_in_chunks_matches_lax_conv(batch, side, ksize, cin, cout):
   kx, kk, kg = jax.random.split(jax.random.PRNGKey(batch), 3)
   x = jax.random.normal(kx, (batch, side, side, cin))
   k = jax.random.normal(kk, (ksize, ksize, cin, cout))
   g = jax.random.normal(kg, (batch, side, side, cout))
-  ref = jax.vjp(lambda k: _ref(x, k), k)[1](g)[0]
+  ref = _np_kernel_grad(x, g, ksize, _same(ksize))
   ours = jax.jit(conv.kernel_grad, static_argnums=2)(x, g, ksize)
   np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-3 * float(jnp.abs(ref).max()))
+
+
+# Explicit padding (the fused convolutions' 2×2 kernels): shifted g (C ≥ O) and
+# per-tap dots (C < O), each over several chunks, against the definition; and
+# one small case against XLA's convolution and its autodiff.
+@pytest.mark.parametrize('padding', [((0, 0), (0, 0)), ((1, 1), (1, 1)), ((1, 0), (0, 1))])
+@pytest.mark.parametrize('cin,cout', [(16, 4), (5, 12)])
+def test_kernel_grad_with_explicit_padding_matches_lax_conv(padding, cin, cout):
+  kx, kk, kg = jax.random.split(jax.random.PRNGKey(cin), 3)
+  x = jax.random.normal(kx, (16, 16, 16, cin))
+  h, w = (16 + sum(padding[0]) - 1, 16 + sum(padding[1]) - 1)
+  g = jax.random.normal(kg, (16, h, w, cout))
+  ours = jax.jit(conv.kernel_grad, static_argnums=(2, 3))(x, g, 2, padding)
+  ref = _np_kernel_grad(x, g, 2, padding)
+  np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
+  xs = x[:2, :5, :4]  # small: XLA's own conv is slow at odd channel counts
+  ks = jax.random.normal(kk, (2, 2, cin, cout))
+  fwd = lambda k: jax.lax.conv_general_dilated(xs, k, (1, 1), padding,
+                                               dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  y, vjp = jax.vjp(fwd, ks)
+  gs = jax.random.normal(kg, y.shape)
+  np.testing.assert_allclose(conv.conv2d(xs, ks, padding), y, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(conv.kernel_grad(xs, gs, 2, padding), vjp(gs)[0],
+                             rtol=1e-4, atol=1e-4)
 
 
 def _avgpool2(y):

@@ -13,17 +13,15 @@ itself, in forms that are fast anywhere:
 * dL/dx = conv(g, flip(K)ᵀ), a canonical 'SAME' forward convolution (in and
   out channels swapped), as fast as the forward pass.
 * dL/dK[i, j, c, o] = Σ_{b,h,w} x̃[b, h+i, w+j, c] g[b, h, w, o] (x̃ the padded
-  input) as patches · g: a matmul ``[k·k·C, P] @ [P, O]`` over the P = B·H·W
-  pixels, taken over chunks of whole images (about ``_ROWS_PER_CHUNK``
-  pixels each, summed in a ``lax.scan``) so that each chunk's patch matrix
-  stays in cache instead of one B·H·W × k·k·C array in memory.
+  input) as matmuls over the pixels, summed over chunks of whole images in a
+  ``lax.scan`` so that each chunk's operands stay in cache: g shifted into
+  k·k canvases times x̃ where C ≥ O, one matmul per tap where C < O
+  (:func:`kernel_grad`).
 
-The kernel gradient was first written as a 'VALID' forward convolution of x̃
-(batch as channels) with g as the kernel; XLA:CPU's convolution library runs
-that shape (a 32×32 kernel, 3×3 outputs) slowly, and it cost two thirds of
-an SN-ResNet D step. As patches · g, the B1 D and G steps inside
-``lax.scan`` take about half the time (benchmarks/conv_loop.py
-``--impls=patches,forward_convs``).
+XLA's own kernel gradient, a 'VALID' convolution of x̃ (batch as channels)
+with g as the kernel, runs that shape (a 32×32 kernel, 3×3 outputs) slowly
+on XLA:CPU; it cost two thirds of an SN-ResNet D step
+(benchmarks/conv_loop.py ``--impls=patches,forward_convs`` compares).
 
 Two resampling convolutions of the SN-ResNet and DCGAN nets are fused into
 one convolution each, which does less work and never builds the full-size
@@ -47,11 +45,13 @@ import jax.numpy as jnp
 
 _DN = ('NHWC', 'HWIO', 'NHWC')
 
-# Pixels (rows of the patch matrix) per chunk of the kernel gradient: 4096
-# rows × 9·32 columns is 4.7 MB at the SN-ResNet's width 32, a cache-sized
-# block; 2048–16384 measured alike.
-_ROWS_PER_CHUNK = 4096
-
+# Pixels per chunk of the kernel gradient (summed over chunks of whole images
+# in a lax.scan, so each chunk's operands stay in cache). Measured at B = 128,
+# one core, over 512–16384: the shifted-g form is flat from 1024 to 4096 and
+# best at 4096 for a one-channel g; the per-tap dots are best at 512 (their
+# [P, C] and [P, O] slices are small).
+_ROWS_PER_CHUNK_SHIFTED_G = 4096
+_ROWS_PER_CHUNK_TAPS = 512
 
 # At most this many input or output channels, a 'SAME' convolution is written as
 # matmuls: XLA:CPU's convolution library runs a 3×3 convolution from or to one
@@ -114,17 +114,48 @@ def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return conv_padded(x, kernel, _same(kernel.shape[0]))
 
 
-def _num_chunks(batch: int, pixels_per_image: int) -> int:
-  """The most chunks of whole images of about ``_ROWS_PER_CHUNK`` pixels, a divisor of batch."""
-  n = max(1, min(batch, batch * pixels_per_image // _ROWS_PER_CHUNK))
+def _num_chunks(batch: int, pixels_per_image: int, rows: int) -> int:
+  """The most chunks of whole images of about ``rows`` pixels, a divisor of batch."""
+  n = max(1, min(batch, batch * pixels_per_image // rows))
   while batch % n:
     n -= 1
   return n
 
 
+def _sum_over_chunks(fn, xp, g, rows, shape, dtype):
+  """Σ over chunks of whole images of fn(xp_chunk, g_chunk), in a lax.scan."""
+  b, h, w, _ = g.shape
+  n = _num_chunks(b, h * w, rows)
+  if n == 1:
+    return fn(xp, g)
+  xs = xp.reshape((n, b // n) + xp.shape[1:])  # [n, B/n, Hp, Wp, C]
+  gs = g.reshape((n, b // n) + g.shape[1:])  # [n, B/n, H', W', O]
+  out, _ = jax.lax.scan(lambda acc, a: (acc + fn(*a), None), jnp.zeros(shape, dtype), (xs, gs))
+  return out
+
+
+def _dot_over_pixels(a, b):  # [P, M], [P, N] -> [M, N]
+  return jax.lax.dot_general(a, b, (((0,), (0,)), ((), ())))
+
+
 def kernel_grad(x: jax.Array, g: jax.Array, ksize: int,
                 padding: Padding | None = None) -> jax.Array:
-  """dL/dK of a stride-1 convolution, as patches(x)ᵀ · g over chunks of images.
+  """dL/dK of a stride-1 convolution: dK[i, j, c, o] = Σ_{b,h,w} x̃[b, h+i, w+j, c] g[b, h, w, o].
+
+  x̃ is the padded input. Three forms of the same sums, chosen by shape (each
+  measured fastest there inside loops, at B = 128 on one core):
+
+  * C ≤ 4 input channels: the k·k windows of x̃ stacked on a major axis, one
+    batched matmul ``[k·k, P, C]ᵀ · [P, O]``.
+  * C ≥ O (a D's convolutions, the space-to-depth input of
+    :func:`conv_avgpool2`, an image's last layer): g shifted into k·k
+    canvases of x̃'s size, one matmul ``x̃ᵀ [C, P̃] · [P̃, k·k·O]``. The copies
+    are of the narrower g, and x̃ is read once (2.6× faster than patches of x̃
+    at C = 128, O = 32).
+  * C < O (the four-phase output of :func:`upsample2_conv`): one matmul
+    ``[P, C]ᵀ · [P, O]`` per tap on slices of x̃, with no copy at all.
+
+  Each is summed over chunks of whole images (``_ROWS_PER_CHUNK_*`` pixels).
 
   Args:
     x: the convolution's input ``[B, H, W, C]``.
@@ -135,33 +166,35 @@ def kernel_grad(x: jax.Array, g: jax.Array, ksize: int,
   Returns:
     ``[k, k, C, O]``, the HWIO layout of the kernel.
   """
-  b, _, _, c = x.shape
+  k = ksize
+  c = x.shape[-1]
   _, h, w, o = g.shape
-  xp = _pad(x, padding or _same(ksize))  # [B, H+t+b, W+l+r, C]
+  xp = _pad(x, padding or _same(k))  # [B, Hp, Wp, C], Hp = H' + k - 1
+  dtype = jnp.result_type(x, g)
 
   if c <= _FEW_CHANNELS:
     # Windows stacked on a major axis: [k·k, B·H·W, C] is k·k contiguous copies,
     # where interleaving them into k·k·C minor columns is a slow gather.
-    windows = jnp.stack(_shifts(xp, ksize, h, w)).reshape(ksize * ksize, -1, c)
+    windows = jnp.stack(_shifts(xp, k, h, w)).reshape(k * k, -1, c)
     dk = jnp.einsum('npc,po->nco', windows, g.reshape(-1, o))  # [k·k, C, O]
-    return dk.reshape(ksize, ksize, c, o)
+    return dk.reshape(k, k, c, o)
 
-  def chunk(xc, gc):  # xc [b, H+t+b, W+l+r, C], gc [b, H', W', O] -> [k·k·C, O]
-    patches = jnp.concatenate(
-        [xc[:, i:i + h, j:j + w, :] for i in range(ksize) for j in range(ksize)],
-        axis=-1)  # [b, H', W', k·k·C], (i, j, c) order = the kernel's HWI order
-    return jax.lax.dot_general(patches.reshape(-1, ksize * ksize * c), gc.reshape(-1, o),
-                               (((0,), (0,)), ((), ())))
+  if c >= o:
+    def shifted_g(xc, gc):  # [b, Hp, Wp, C], [b, H', W', O] -> [C, k·k·O]
+      # canvas (i, j) holds g at offset (i, j): Σ_p x̃[p] canvas_ij[p] = dK[i, j].
+      canvases = jnp.concatenate(
+          [jnp.pad(gc, ((0, 0), (i, k - 1 - i), (j, k - 1 - j), (0, 0)))
+           for i in range(k) for j in range(k)], axis=-1)  # [b, Hp, Wp, k·k·O]
+      return _dot_over_pixels(xc.reshape(-1, c), canvases.reshape(-1, k * k * o))
+    dk = _sum_over_chunks(shifted_g, xp, g, _ROWS_PER_CHUNK_SHIFTED_G, (c, k * k * o), dtype)
+    return dk.reshape(c, k, k, o).transpose(1, 2, 0, 3)
 
-  n = _num_chunks(b, h * w)
-  if n == 1:
-    dk = chunk(xp, g)
-  else:
-    xs = xp.reshape((n, b // n) + xp.shape[1:])  # [n, B/n, H+t+b, W+l+r, C]
-    gs = g.reshape((n, b // n) + g.shape[1:])  # [n, B/n, H', W', O]
-    dk, _ = jax.lax.scan(lambda acc, a: (acc + chunk(*a), None),
-                         jnp.zeros((ksize * ksize * c, o), jnp.result_type(x, g)), (xs, gs))
-  return dk.reshape(ksize, ksize, c, o)
+  def taps(xc, gc):  # -> [k·k, C, O]
+    gf = gc.reshape(-1, o)
+    return jnp.stack([_dot_over_pixels(xc[:, i:i + h, j:j + w, :].reshape(-1, c), gf)
+                      for i in range(k) for j in range(k)])
+  dk = _sum_over_chunks(taps, xp, g, _ROWS_PER_CHUNK_TAPS, (k * k, c, o), dtype)
+  return dk.reshape(k, k, c, o)
 
 
 def _transposed_padding(k: int, padding: Padding) -> Padding:
