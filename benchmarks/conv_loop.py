@@ -1,7 +1,7 @@
-r"""B1 phases: seconds and GFLOP/s of each phase of a VGrow outer loop, per conv gradient.
+r"""B1 phases: seconds and GFLOP/s of each phase of a VGrow outer loop, per conv implementation.
 
   python -m benchmarks.conv_loop --arch=resnet_sn --width=32 --rounds=5
-  python -m benchmarks.conv_loop --arch=dcgan --impls=patches,forward_convs
+  python -m benchmarks.conv_loop --arch=dcgan --impls=custom_vjp,xla
 
 Times the phases of one outer loop at B1's shapes (docs/benchmarks.md) with
 the nets of vgrow_jax.models, each phase as a ``lax.scan`` of its steps
@@ -17,10 +17,13 @@ timed in alternating rounds (min / median / max):
 beside this CPU's peak: a 1280×256×256 matmul and the widest 3×3 conv
 forward, inside a scan. FLOPs are by formula (2 × multiply-adds of every
 conv and dense layer: forward ×1, field ×2, training step ×3) and by XLA's
-``cost_analysis`` of one step. ``--impls`` compares kernel-gradient forms of
-:func:`vgrow_jax.conv.conv2d_same`: ``patches`` (the library's) and
-``forward_convs`` (its previous form, a 'VALID' convolution with the batch as
-channels). The last line is ``loop_seconds <impl> <sum of phases>``.
+``cost_analysis`` of one step. The formula counts the nets' plain layer order
+(as the official code runs them); the fused resampling convolutions of
+:mod:`vgrow_jax.conv` do fewer multiply-adds, so GFLOP/s here is the rate of
+that same work, comparable across implementations and with PyTorch.
+``--impls`` compares ``model.conv_impl`` values: ``custom_vjp`` (the
+library's convolutions, the default on CPU) and ``xla`` (``nn.Conv`` and XLA's
+autodiff). The last line is ``loop_seconds <impl> <sum of phases>``.
 """
 
 import dataclasses
@@ -51,37 +54,7 @@ _U = flags.DEFINE_integer('d_steps', 1, 'U.')
 _L = flags.DEFINE_integer('g_passes', 1, 'L.')
 _ROUNDS = flags.DEFINE_integer('rounds', 3, 'Alternating timing rounds.')
 _REPS = flags.DEFINE_integer('reps', 4, 'Steps per timed scan.')
-_IMPLS = flags.DEFINE_list('impls', ['patches'], 'patches | forward_convs.')
-
-_DN = ('NHWC', 'HWIO', 'NHWC')
-
-
-def _forward_convs_kernel_grad(x, g, ksize):
-  """The previous kernel gradient: a 'VALID' forward conv of x̃ (batch as channels) with g."""
-  p = ksize // 2
-  xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-  dk = jax.lax.conv_general_dilated(xp.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), (1, 1),
-                                    'VALID', dimension_numbers=_DN)  # [C, k, k, O]
-  return dk.transpose(1, 2, 0, 3)
-
-
-def _conv_with(kernel_grad):
-  """conv2d_same with another kernel gradient (the input gradient as the library's)."""
-
-  @jax.custom_vjp
-  def conv(x, k):
-    return jax.lax.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=_DN)
-
-  def bwd(res, g):
-    x, k = res
-    return conv_lib.input_grad(g, k), kernel_grad(x, g, k.shape[0]).astype(k.dtype)
-
-  conv.defvjp(lambda x, k: (conv(x, k), (x, k)), bwd)
-  return conv
-
-
-_IMPL_FNS = {'patches': conv_lib.kernel_grad, 'forward_convs': _forward_convs_kernel_grad}
-
+_IMPLS = flags.DEFINE_list('impls', ['custom_vjp'], 'model.conv_impl values: custom_vjp | xla.')
 
 def _macs(fn, *args):
   """Multiply-adds of every conv and dot in fn(*args), from its jaxpr (sub-jaxprs included)."""
@@ -118,11 +91,11 @@ def _eqn_macs(eqn):
   return 0
 
 
-def _phases(arch, width, channels, size, nz, batch, pool, reps):
+def _phases(arch, width, channels, size, nz, batch, pool, reps, conv_impl):
   """name -> (fn, args, flops by formula per step, steps per call)."""
   shape = (size, size, channels)
   cfg = config_lib.ModelConfig(arch=arch, latent_dim=nz, g_width=width, d_width=width,
-                               d_spectral_norm=arch == 'dcgan')
+                               d_spectral_norm=arch == 'dcgan', conv_impl=conv_impl)
   g, d = models.build(cfg, shape)
   tx = optim.make(config_lib.OptimizerConfig(name='rmsprop', learning_rate=1e-4))
   key = jax.random.PRNGKey(0)
@@ -134,9 +107,10 @@ def _phases(arch, width, channels, size, nz, batch, pool, reps):
   # Forward MACs per image from the jaxprs of the same nets built on XLA's own
   # convolution (conv.py writes few-channel convolutions as multiply-adds, which
   # _macs does not count): 2 images less 1, which leaves out the spectral-norm
-  # power iterations (once per call, not per image). These are the multiply-adds
-  # vgrow_jax runs: its 1×1 shortcuts run at the lower resolution (models.py),
-  # about 4% fewer than the official layer order.
+  # power iterations (once per call, not per image). These nets run the plain
+  # layer order but with the 1×1 shortcuts at the lower resolution (models.py),
+  # about 4% fewer multiply-adds than the official order; the fused resampling
+  # convolutions of the custom implementation run fewer still.
   ref_g, ref_d = models.build(dataclasses.replace(cfg, conv_impl='xla'), shape)
   d_macs = (_macs(lambda y: ref_d.eval_apply(dp, ds, y), x[:2])
             - _macs(lambda y: ref_d.eval_apply(dp, ds, y), x[:1]))
@@ -211,17 +185,12 @@ def main(argv):
   counts = {'pool': 1, 'd_step': _T.value * _U.value, 'field': _T.value,
             'g_step': _L.value * _POOL.value}
   compiled = {}
-  original = conv_lib.conv2d_same
-  try:
-    for impl in _IMPLS.value:
-      conv_lib.conv2d_same = _conv_with(_IMPL_FNS[impl])  # read by models.Conv when traced
-      phases, d_macs, g_macs = _phases(_ARCH.value, _WIDTH.value, _CHANNELS.value, _SIZE.value,
-                                       _LATENT.value, batch, pool, _REPS.value)
-      for name, (fn, args, flops, steps) in phases.items():
-        c = jax.jit(fn).lower(*args).compile()
-        compiled[(name, impl)] = (c, args, flops, steps, _xla_flops(c))
-  finally:
-    conv_lib.conv2d_same = original
+  for impl in _IMPLS.value:
+    phases, d_macs, g_macs = _phases(_ARCH.value, _WIDTH.value, _CHANNELS.value, _SIZE.value,
+                                     _LATENT.value, batch, pool, _REPS.value, impl)
+    for name, (fn, args, flops, steps) in phases.items():
+      c = jax.jit(fn).lower(*args).compile()
+      compiled[(name, impl)] = (c, args, flops, steps, _xla_flops(c))
   for name, (fn, args, flops, steps) in _peaks(_REPS.value).items():
     compiled[(name, '-')] = (jax.jit(fn).lower(*args).compile(), args, flops, steps, float('nan'))
   print(f'arch {_ARCH.value} width {_WIDTH.value} forward MACs per image: D {d_macs / 1e6:.2f} M, '
