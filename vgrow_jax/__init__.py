@@ -11,11 +11,19 @@ D as functions.
 ``vg.flow_particles``. The trainer's modules (``vg.train``, ``vg.checkpoint``,
 ``vg.plotting``) and ``vg.load`` are imported on first use, which keeps
 ``import vgrow_jax`` free of orbax and matplotlib.
+
+On import it adds XLA:CPU flags that the compiled loops need for speed to
+``XLA_FLAGS`` (:mod:`vgrow_jax.xla_flags`; ``VGROW_JAX_XLA_FLAGS=0`` opts out).
 """
 
 import importlib as _importlib
 
-from vgrow_jax import config
+# First: XLA reads its flags when JAX starts a backend (vgrow_jax/xla_flags.py).
+from vgrow_jax import xla_flags as _xla_flags
+
+_xla_flags.apply()
+
+from vgrow_jax import config  # pylint: disable=g-import-not-at-top,wrong-import-position
 from vgrow_jax import data
 from vgrow_jax import divergences
 from vgrow_jax import flow
