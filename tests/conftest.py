@@ -1,11 +1,23 @@
 """Shared test set-up."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # One OpenBLAS thread: JAX's CPU LAPACK calls (Cholesky, triangular solves) go
 # through scipy's OpenBLAS, whose spinning worker threads slow them 10-100x on
 # a loaded 2-core machine (measured on the Stein estimator). Set before import.
 os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
+
+# One XLA compilation cache for the whole run: its xdist workers and the apps
+# the tests start as subprocesses inherit it, so a program compiled once (a
+# training step, an app's sampler) is not compiled again. Fresh per run, and
+# removed by the process that made it; a cache never changes a result.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='vgrow_jax_tests_xla_cache_')
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
+  atexit.register(shutil.rmtree, os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
