@@ -21,7 +21,8 @@ itself, in forms that are fast anywhere:
 XLA's own kernel gradient, a 'VALID' convolution of x̃ (batch as channels)
 with g as the kernel, runs that shape (a 32×32 kernel, 3×3 outputs) slowly
 on XLA:CPU; it cost two thirds of an SN-ResNet D step
-(benchmarks/conv_loop.py ``--impls=patches,forward_convs`` compares).
+(``benchmarks/conv_loop.py --impls=custom_vjp,xla`` compares the nets on
+this module and on ``nn.Conv``).
 
 Two resampling convolutions of the SN-ResNet and DCGAN nets are fused into
 one convolution each, which does less work and never builds the full-size
@@ -32,7 +33,8 @@ one 2×2 convolution with four output phases, about half the multiply-adds).
 
 The results equal ``lax.conv_general_dilated``'s autodiff within float32
 rounding (tests/conv_test.py). It is reverse-mode only (``custom_vjp``);
-use ``conv_impl='xla'`` for forward mode.
+use ``conv_impl='xla'`` for forward mode. The convolutions these forms call
+run on XLA's own CPU kernels, not YNNPACK's (:mod:`vgrow_jax.xla_flags`).
 """
 
 from __future__ import annotations
