@@ -71,7 +71,6 @@ def _count(tree):
   return sum(x.size for x in jax.tree.leaves(tree))
 
 
-@pytest.mark.usefixtures('classic_threefry')
 @pytest.mark.parametrize('width,channels', [(32, 1), (128, 3)])
 def test_resnet_sn_has_the_official_parameter_count(width, channels):
   # network.py: G = SN-Linear(nz, 16w) + 3 up-blocks (two 3x3 convs, a 1x1
@@ -89,12 +88,6 @@ def test_resnet_sn_has_the_official_parameter_count(width, channels):
   x, _ = jax.eval_shape(g.train_apply, gp, gs, jnp.zeros((3, nz)))
   assert x.shape == (3, 32, 32, c)
   assert jax.eval_shape(d.eval_apply, dp, ds, x).shape == (3,)
-  if w == 32:  # values too, at the small width
-    gp, gs = jax.jit(g.init)(jax.random.PRNGKey(0), jnp.zeros((1, nz)))
-    dp, ds = jax.jit(d.init)(jax.random.PRNGKey(1), jnp.zeros((1, 32, 32, c)))
-    x, _ = jax.jit(g.train_apply)(gp, gs, jax.random.normal(jax.random.PRNGKey(2), (3, nz)))
-    assert float(jnp.abs(x).max()) <= 1.0 and float(jnp.abs(x).max()) > 0.0
-    assert np.all(np.isfinite(jax.jit(d.eval_apply)(dp, ds, x)))
 
 
 def test_resnet_sn_weights_are_spectrally_normalised():
