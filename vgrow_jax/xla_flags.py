@@ -31,11 +31,10 @@ import jaxlib
 
 _log = logging.getLogger(__name__)
 
-# Flag -> why, for the log.
-CPU_FLAGS: Mapping[str, str] = {
-    '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution':
-        "XLA's own convolutions (faster than YNNPACK's inside loops)",
-}
+# Each flag is explained in the module docstring.
+CPU_FLAGS: Tuple[str, ...] = (
+    '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution',
+)
 
 # [first, last] (major, minor) of the jaxlib releases these flags were measured on.
 JAXLIB_VERSIONS: Tuple[Tuple[int, int], Tuple[int, int]] = ((0, 10), (0, 10))
