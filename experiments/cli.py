@@ -135,6 +135,8 @@ class SamplingFlags(NamedTuple):
   langevin: Any
   d_spectral_norm: Any
   d_input_scale: Any
+  d_warmup_steps: Any
+  d_batch_size: Any
 
   def overrides(self) -> Dict[str, Any]:
     """The ``train.restore`` keywords these flags set (None: the run's own setting)."""
@@ -143,13 +145,16 @@ class SamplingFlags(NamedTuple):
             'sample_step_schedule': self.step_schedule.value,
             'flow_space': self.flow_space.value, 'langevin': self.langevin.value,
             'sample_d_spectral_norm': self.d_spectral_norm.value,
-            'sample_d_input_scale': self.d_input_scale.value}
+            'sample_d_input_scale': self.d_input_scale.value,
+            'sample_d_warmup_steps': self.d_warmup_steps.value,
+            'sample_d_batch_size': self.d_batch_size.value}
 
 
 def define_sampling_flags() -> SamplingFlags:
   """--sample_flow_steps, --sample_d_steps, --sample_step_size, --sample_step_schedule,
-  --flow_space, --langevin, --sample_d_spectral_norm, --sample_d_input_scale: refined
-  sampling of any method (:mod:`vgrow_jax.refine`).
+  --flow_space, --langevin, --sample_d_spectral_norm, --sample_d_input_scale,
+  --sample_d_warmup_steps, --sample_d_batch_size: refined sampling of any method
+  (:mod:`vgrow_jax.refine`).
 
   VGrow's own defaults are its ``methods.vgrow.sample_*`` fields; other
   methods' are off. The last two set the fresh D fitted for a method without
@@ -188,7 +193,17 @@ def define_sampling_flags() -> SamplingFlags:
       flags.DEFINE_float('sample_d_input_scale', None, 'With sample_flow_steps and '
                          'sample_d_steps, for a method without a logistic D: c > 0, that '
                          'fresh MLP D sees c·x (unset: the config\'s model.d_input_scale). '
-                         'Spectral norm on c·x bounds each move by about η·c.'))
+                         'Spectral norm on c·x bounds each move by about η·c.'),
+      flags.DEFINE_integer('sample_d_warmup_steps', None, 'With sample_flow_steps: logistic '
+                           'D steps against the plain samples before the first move (default: '
+                           '200 for a fresh D, 0 from the run\'s own D). With '
+                           'sample_d_steps=0 that D is then held fixed (d ≈ log p/q of G\'s own '
+                           'law; with --flow_space=latent --langevin=1, Langevin dynamics on '
+                           'N(z)·e^{d(G(z))}).', lower_bound=0),
+      flags.DEFINE_integer('sample_d_batch_size', None, 'With sample_flow_steps: the real '
+                           'and sample batch of each D step of refined sampling (0: all the '
+                           'samples of a call; unset: the run\'s own setting, else 0).',
+                           lower_bound=0))
 
 
 class RefineEntry(NamedTuple):

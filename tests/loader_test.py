@@ -171,5 +171,5 @@ def test_sample_and_eval_apps_refine_a_baseline_run(sngan_workdir, tmp_path):
             '--sample_step_size=0.05', f'--out={plain}'], str(tmp_path))
   assert r.returncode != 0 and r.stderr.strip().splitlines() == [
       "vgrow-sample: sample_flow_steps=5 with sample_d_steps=0 flows along the final D, but "
-      "method 'sngan' has no logistic D (d = log p/q); set --sample_d_steps=U > 0 to fit a "
-      'fresh logistic D at sampling'], r.stderr
+      "method 'sngan' has no logistic D (d = log p/q); set --sample_d_steps=U > 0 or "
+      '--sample_d_warmup_steps=W > 0 to fit a fresh logistic D at sampling'], r.stderr

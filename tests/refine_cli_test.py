@@ -1,4 +1,5 @@
-"""vgrow-sample's fresh-D flags: --sample_d_spectral_norm and --sample_d_input_scale.
+"""vgrow-sample's fresh-D flags: --sample_d_spectral_norm, --sample_d_input_scale and
+--sample_d_warmup_steps.
 
 The app runs in this process (its flags parsed by absl, restored after each
 call): a subprocess would cost a JAX import per call.
@@ -88,6 +89,23 @@ def test_the_flag_values_reach_train_restore(sngan_workdir, tmp_path, monkeypatc
   assert (seen['sample_d_spectral_norm'], seen['sample_d_input_scale']) == (False, 3.0)
   _sample(sngan_workdir, str(tmp_path / 's.npz'), *REFINE)  # unset: the config's D
   assert (seen['sample_d_spectral_norm'], seen['sample_d_input_scale']) == (None, None)
+  assert seen['sample_d_warmup_steps'] is None and seen['sample_d_batch_size'] is None
+  _sample(sngan_workdir, str(tmp_path / 's.npz'), '--sample_flow_steps=2',
+          '--sample_d_steps=0', '--sample_d_warmup_steps=7', '--sample_d_batch_size=16')
+  assert (seen['sample_d_steps'], seen['sample_d_warmup_steps'],
+          seen['sample_d_batch_size']) == (0, 7, 16)
+
+
+def test_a_d_fitted_once_moves_the_samples_from_the_cli(sngan_workdir, tmp_path):
+  # --sample_d_steps=0 --sample_d_warmup_steps=W: a fresh D fitted W steps, then fixed.
+  out = str(tmp_path / 's.npz')
+  plain = _sample(sngan_workdir, out)
+  fixed = _sample(sngan_workdir, out, '--sample_flow_steps=2', '--sample_d_steps=0',
+                  '--sample_d_warmup_steps=20', f'--sample_step_size={ETA}')
+  refit = _sample(sngan_workdir, out, '--sample_flow_steps=2', '--sample_d_steps=1',
+                  '--sample_d_warmup_steps=20', f'--sample_step_size={ETA}')
+  assert fixed.shape == plain.shape == (NUM, 2)
+  assert np.abs(fixed - plain).max() > 1e-4 and np.abs(fixed - refit).max() > 1e-6
 
 
 @pytest.mark.parametrize('extra, message', [
@@ -97,10 +115,12 @@ def test_the_flag_values_reach_train_restore(sngan_workdir, tmp_path, monkeypatc
      'sample_d_input_scale=-2.0: must be finite and > 0'),
     (['--sample_d_spectral_norm'],
      'sample_d_spectral_norm=True sets the fresh D fitted at sampling: it needs '
-     'sample_flow_steps > 0 and sample_d_steps > 0'),
+     'sample_flow_steps > 0 and sample_d_steps > 0 or sample_d_warmup_steps > 0'),
     (['--sample_flow_steps=1', f'--sample_step_size={ETA}', '--sample_d_input_scale=2'],
      'sample_d_input_scale=2.0 sets the fresh D fitted at sampling: it needs '
-     'sample_flow_steps > 0 and sample_d_steps > 0'),
+     'sample_flow_steps > 0 and sample_d_steps > 0 or sample_d_warmup_steps > 0'),
+    (['--sample_d_warmup_steps=5'],
+     'sample_d_warmup_steps=5 fits the D of refined sampling: it needs sample_flow_steps > 0'),
 ])
 def test_a_flag_it_cannot_honour_is_one_line_naming_it(sngan_workdir, tmp_path, extra, message):
   got = _sample(sngan_workdir, str(tmp_path / 's.npz'), *extra)

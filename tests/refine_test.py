@@ -12,6 +12,8 @@ from vgrow_jax import data as data_lib
 from vgrow_jax import flow
 from vgrow_jax import method as method_lib
 from vgrow_jax import models
+from vgrow_jax import optim
+from vgrow_jax import particle_phase
 from vgrow_jax import refine
 
 MODEL = config_lib.ModelConfig(latent_dim=3, g_width=16, g_depth=1, d_width=16, d_depth=1)
@@ -61,7 +63,8 @@ def test_a_method_without_a_logistic_d_needs_sample_d_steps():
   cfg, ds, m, _ = _setup('sngan')
   with pytest.raises(ValueError, match=r"^sample_flow_steps=5 with sample_d_steps=0 flows along "
                      r"the final D, but method 'sngan' has no logistic D \(d = log p/q\); set "
-                     r'--sample_d_steps=U > 0 to fit a fresh logistic D at sampling$'):
+                     r'--sample_d_steps=U > 0 or --sample_d_warmup_steps=W > 0 to fit a fresh '
+                     r'logistic D at sampling$'):
     _refined(cfg, ds, m, sample_flow_steps=5, sample_step_size=0.05)
   with pytest.raises(ValueError, match=r"method 'sngan' has no step_size to move by; set "
                      r'--sample_step_size'):
@@ -86,6 +89,57 @@ def test_a_fresh_d_frozen_at_its_init_is_the_flow_along_its_init_logit():
                                 state, Z)
   off = lambda y: np.abs(np.linalg.norm(np.asarray(y), axis=1) - 1).mean()
   assert off(fitted) < 0.7 * off(m.generate(state, Z)), (off(m.generate(state, Z)), off(fitted))
+
+
+def test_a_d_fitted_once_is_the_flow_along_the_warmed_up_d():
+  # sample_d_steps=0 with W warm-up steps: a fresh D fitted W logistic steps against the
+  # plain samples, then fixed for all K moves (the tilt e^{d} of G's own law).
+  cfg, ds, m, state = _setup('sngan')
+  w, k, eta = 3, 4, 0.05
+  r = _refined(cfg, ds, m, sample_flow_steps=k, sample_d_steps=0, sample_d_warmup_steps=w,
+               sample_step_size=eta, sample_d_learning_rate=1e-2)
+  _, d_net = models.build(MODEL, ds.shape)
+  params, d_state = d_net.init(jax.random.PRNGKey(refine._FRESH_D_SEED), jnp.zeros((2, 2)))
+  tx = optim.make(config_lib.OptimizerConfig(name='adam', learning_rate=1e-2, b1=0.5))
+  d_step = particle_phase.make_discriminator_step(
+      train_apply=d_net.train_apply, eval_apply=d_net.eval_apply, optimizer=tx,
+      sample_real=ds.sample, batch_size=Z.shape[0])
+  k_warm, _ = jax.random.split(KEY(state))
+  x0 = m.generate(state, Z)
+
+  @jax.jit
+  def expected():
+    d = particle_phase.Discriminator(params, d_state, tx.init(params))
+    d, _ = jax.lax.scan(lambda dc, kd: d_step(dc, x0, kd, ds.arrays), d,
+                        jax.random.split(k_warm, w))
+    return flow.flow_particles(lambda y: d_net.eval_apply(d.params, d.state, y), x0, 'kl',
+                               step_size=jnp.full((k,), eta), num_steps=k)
+
+  got = jax.jit(r.generate)(state, Z)
+  np.testing.assert_allclose(got, expected(), rtol=1e-5, atol=1e-6)
+  # Not the re-fitted flow: that D takes one more step before each move.
+  refit = _refined(cfg, ds, m, sample_flow_steps=k, sample_d_steps=1, sample_d_warmup_steps=w,
+                   sample_step_size=eta, sample_d_learning_rate=1e-2)
+  assert np.abs(np.asarray(jax.jit(refit.generate)(state, Z)) - np.asarray(got)).max() > 1e-5
+  assert np.abs(np.asarray(got) - np.asarray(x0)).max() > 1e-4
+  assert r.sampling == (
+          'G(z) + 4 flow steps, a fresh logistic D fitted on the training data with 3 step(s) '
+          'against the plain samples, then fixed (η = 0.05)')
+  with pytest.raises(ValueError, match=r'^sample_d_warmup_steps=3 fits the D of refined '
+                     r'sampling: it needs sample_flow_steps > 0$'):
+    refine.plan(cfg, sample_d_warmup_steps=3)
+
+
+def test_vgrow_with_a_warmup_or_a_d_rate_takes_the_generic_refiner():
+  # VGrow's own sampler has neither: the keyword is applied, not dropped.
+  cfg = config_lib.Config(model=MODEL)
+  _, r = refine.plan(cfg, sample_flow_steps=3, sample_d_warmup_steps=5)
+  assert r == refine.Refinement(flow_steps=3, d_warmup_steps=5)
+  _, r = refine.plan(cfg, sample_flow_steps=3, sample_d_steps=1, sample_d_learning_rate=1e-4)
+  assert (r.d_steps, r.d_learning_rate) == (1, 1e-4)
+  assert refine.describe(cfg, r).startswith(
+      'G(z) + 3 flow steps, D re-fitted on the training data with 1 logistic step(s) before '
+      'each')
 
 
 def test_vgrow_keeps_its_own_sampler_and_plain_keywords_change_nothing():

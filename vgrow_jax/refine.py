@@ -22,6 +22,12 @@ flow needs d ≈ log p/q for the samples' law q:
   config's D net, optionally spectrally normalised on c·x, :func:`fresh_d_model`)
   fitted for ``d_warmup_steps`` first. The D fitted is thrown away;
   training is unchanged.
+* **fitted once** (``d_steps`` = 0, ``d_warmup_steps`` = W > 0): that D is
+  fitted W steps against the plain samples G(z) and then held fixed, so
+  d ≈ log p/q₀ for G's own law q₀. In the latent space with noise γ = 1 the
+  flow is then Langevin dynamics on N(z)·e^{d(G(z))}, whose image under G is
+  p where d is exact (DGflow, DDLS); a re-fitted D instead tends to d = 0 as
+  the samples improve, so the same flow drifts back towards the prior.
 
 VGrow's own refined sampling (``methods.vgrow.sample_*``, in the data space
 without noise) is its own code (:func:`vgrow_jax.vgrow.make_refiner`), kept as
@@ -127,10 +133,19 @@ class Refinement:
         if on:
           value = getattr(self, {'sample_d_steps': 'd_steps'}.get(name, name))
           raise ValueError(f'{name}={value!r} refines samples: it needs sample_flow_steps > 0')
+    if self.d_warmup_steps and not self.flow_steps:
+      raise ValueError(f'sample_d_warmup_steps={self.d_warmup_steps!r} fits the D of refined '
+                       'sampling: it needs sample_flow_steps > 0')
     for name, value in self.fresh_d_options().items():
-      if not (self.flow_steps and self.d_steps):
+      if not (self.flow_steps and self.fits_d):
         raise ValueError(f'{name}={value!r} sets the fresh D fitted at sampling: it needs '
-                         'sample_flow_steps > 0 and sample_d_steps > 0')
+                         'sample_flow_steps > 0 and sample_d_steps > 0 or '
+                         'sample_d_warmup_steps > 0')
+
+  @property
+  def fits_d(self) -> bool:
+    """Whether a D is fitted at sampling (U > 0, or W > 0 warm-up steps then a fixed D)."""
+    return bool(self.d_steps or self.d_warmup_steps)
 
   def fresh_d_options(self) -> Dict[str, Any]:
     """The fresh-D keywords given (``sample_d_spectral_norm``, ``sample_d_input_scale``)."""
@@ -208,7 +223,7 @@ def make_refined_generate(
     x = g(z)  # [N, ...]
     etas = step_sizes(step_size, num_steps, step_schedule)  # [K]
     key = jax.random.fold_in(state.key, _SAMPLE_FOLD)
-    if not d_steps:
+    if not d_steps and not d_warmup_steps:
       u = move(lambda y: logit(state, y), z if latent else x, g, etas, num_steps, key)
       return g(u) if latent else u
     n = x.shape[0]
@@ -218,6 +233,12 @@ def make_refined_generate(
     if d_warmup_steps:
       d, _ = jax.lax.scan(lambda dc, kd: d_step(dc, x, kd, data), d,
                           jax.random.split(k_warm, d_warmup_steps))
+    if not d_steps:
+      # D fitted once against the plain samples, then fixed: d ≈ log p/q₀ for G's own
+      # law q₀, the tilt that a latent Langevin flow samples exactly (DGflow, DDLS).
+      logit_fn = lambda v: d_eval_apply(d.params, d.state, v)
+      u = move(logit_fn, z if latent else x, g, etas, num_steps, k_loop)
+      return g(u) if latent else u
 
     def one_step(carry, xs):
       d, u = carry
@@ -273,7 +294,10 @@ def plan(cfg: config_lib.Config, **overrides: Any
   given = {k: v for k, v in overrides.items() if v is not None}
   hp = cfg.hparams
   own = has_own_sampling(cfg)
-  generic = given.get('flow_space', 'data') != 'data' or bool(given.get('langevin', 0))
+  # VGrow's own sampler has no warm-up or D rate of its own: asking for one takes the generic
+  # refiner (starting from the run's D) rather than dropping the keyword.
+  generic = (given.get('flow_space', 'data') != 'data' or bool(given.get('langevin', 0))
+             or 'sample_d_warmup_steps' in given or 'sample_d_learning_rate' in given)
   if own and not generic:
     for k in ('sample_d_spectral_norm', 'sample_d_input_scale'):
       if k in given:
@@ -385,11 +409,13 @@ def refined_method(cfg: config_lib.Config, method: method_lib.Method,
   hp = cfg.hparams
   name = cfg.method
   logistic = bool(getattr(hp, 'logistic_d', False)) and method.logit is not None
-  if not r.d_steps and not logistic:
+  fits_d = r.fits_d
+  if not fits_d and not logistic:
     raise ValueError(f'sample_flow_steps={r.flow_steps} with sample_d_steps=0 flows along the '
                      f"final D, but method {name!r} has no logistic D (d = log p/q); set "
-                     '--sample_d_steps=U > 0 to fit a fresh logistic D at sampling')
-  if r.d_steps and logistic:
+                     '--sample_d_steps=U > 0 or --sample_d_warmup_steps=W > 0 to fit a fresh '
+                     'logistic D at sampling')
+  if fits_d and logistic:
     for k, v in r.fresh_d_options().items():
       raise ValueError(_own_d_message(k, v, name))
   if r.flow_space == 'latent' and not has_generator(method, cfg.training.seed):
@@ -401,7 +427,7 @@ def refined_method(cfg: config_lib.Config, method: method_lib.Method,
                      'move by; set --sample_step_size')
   clip = tuple(dataset.value_range) if len(dataset.shape) == 3 else None
   kw: Dict[str, Any] = {}
-  if r.d_steps:
+  if fits_d:
     tx = optim.make(config_lib.OptimizerConfig(name='adam', learning_rate=r.d_learning_rate,
                                                b1=0.5, b2=0.999))
     if logistic:
@@ -436,6 +462,15 @@ def refined_method(cfg: config_lib.Config, method: method_lib.Method,
   return method._replace(generate=generate, sampling=describe(cfg, r))
 
 
+def _fresh_kind(r: Refinement) -> str:
+  """What the keywords change of a fresh D (without them it is the config's D net)."""
+  kind = [] if r.d_spectral_norm is None else [
+      'spectrally normalised' if r.d_spectral_norm else 'no spectral norm']
+  if r.d_input_scale is not None:
+    kind.append(f'on {r.d_input_scale:g}·x')
+  return f" ({', '.join(kind)})" if kind else ''
+
+
 def describe(cfg: config_lib.Config, r: Refinement) -> str:
   """The protocol's words for refinement ``r`` of a run of ``cfg`` (e.g. in ``vgrow-eval``'s record)."""
   hp = cfg.hparams
@@ -447,19 +482,20 @@ def describe(cfg: config_lib.Config, r: Refinement) -> str:
     text = f'G(z), z moved by {r.flow_steps} flow steps in latent space (prior drift −z)'
   else:
     text = f'G(z) + {r.flow_steps} flow steps'
-  if not r.d_steps:
+  own = getattr(hp, 'logistic_d', False)
+  if not r.fits_d:
     text += ' along the final D'
-  elif getattr(hp, 'logistic_d', False):
+  elif not r.d_steps:
+    text += (", the run's D" if own else f', a fresh logistic D{_fresh_kind(r)}')
+    text += (f' fitted on the training data with {r.d_warmup_steps} step(s) against the plain '
+             'samples, then fixed')
+  elif own:
     text += f', D re-fitted on the training data with {r.d_steps} logistic step(s) before each'
   else:
-    # What the keywords change; without them the fresh D is the config's D net.
-    kind = [] if r.d_spectral_norm is None else [
-        'spectrally normalised' if r.d_spectral_norm else 'no spectral norm']
-    if r.d_input_scale is not None:
-      kind.append(f'on {r.d_input_scale:g}·x')
-    kind = f" ({', '.join(kind)})" if kind else ''
-    text += (f', a fresh logistic D{kind} fitted on the training data with {r.d_steps} step(s) '
-             'before each')
+    text += (f', a fresh logistic D{_fresh_kind(r)} fitted on the training data with '
+             f'{r.d_steps} step(s) before each')
+  if r.d_steps and r.d_warmup_steps is not None:
+    text += f' after {r.d_warmup_steps} warm-up step(s)'
   if r.langevin:
     how.append(f'Langevin noise γ = {r.langevin:g}')
   return text + (f" ({', '.join(how)})" if how else '')

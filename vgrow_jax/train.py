@@ -363,7 +363,7 @@ def sampling_method(cfg: config_lib.Config, spec: Dict[str, Any], **sampling: An
   if refinement is None:
     needs_data = getattr(cfg.hparams, 'needs_data_at_sampling', False)
   else:
-    needs_data = bool(refinement.flow_steps and refinement.d_steps)
+    needs_data = bool(refinement.flow_steps and refinement.fits_d)
   if needs_data:
     dataset = data_lib.load(cfg.data)
   else:
