@@ -153,6 +153,9 @@ def test_sample_app_more_than_the_particles_is_a_one_line_error(tmp_path):
     ('batch_size', 4000, 'methods.particles.batch_size=4000: must be in [1, num_particles=2500]'),
     ('num_particles', 0, 'methods.particles.num_particles=0: must be >= 1'),
     ('step_schedule', 'cosine', "methods.particles.step_schedule='cosine'"),
+    ('step_decay_boundaries', [50, 30],
+     'methods.particles.step_decay_boundaries=(50, 30): must be sorted integers >= 0'),
+    ('step_decay_factor', 0.0, 'methods.particles.step_decay_factor=0.0: must be in (0, 1]'),
 ])
 def test_bad_hparams_are_one_line_errors_naming_the_field(field, value, message):
   with pytest.raises(config_lib.ConfigError) as e:
@@ -160,6 +163,23 @@ def test_bad_hparams_are_one_line_errors_naming_the_field(field, value, message)
                                  'methods': {'particles': {field: value}}})
   text = str(e.value)
   assert text.startswith('config field ') and message in text and '\n' not in text, text
+
+
+def test_step_decay_scales_every_move_from_its_boundary():
+  # η × factor^(boundaries passed): loop 0 moves with η, loop 1 with η/4, so from the same
+  # state (same loop key, same draws) loop 1 equals a run whose η is η/4 throughout.
+  ds = data_lib.ring()
+  decayed = particles.make(tiny(step_decay_boundaries=(1,), step_decay_factor=0.25), ds)
+  quarter = particles.make(tiny(step_size=0.0025), ds)
+  state = decayed.init(jax.random.PRNGKey(0))
+  s0, m0 = jax.jit(decayed.step)(state, ds.arrays)
+  plain0, _ = jax.jit(particles.make(tiny(), ds).step)(state, ds.arrays)
+  np.testing.assert_array_equal(s0.particles, plain0.particles)  # before the boundary: η
+  s1, m1 = jax.jit(decayed.step)(s0, ds.arrays)
+  q1, _ = jax.jit(quarter.step)(s0, ds.arrays)
+  np.testing.assert_allclose(s1.particles, q1.particles, rtol=1e-6, atol=1e-7)
+  assert (float(m0['step_scale']), float(m1['step_scale'])) == (1.0, 0.25)
+  assert np.abs(np.asarray(s1.particles) - np.asarray(s0.particles)).max() > 1e-5
 
 
 def test_fewer_particles_than_eval_samples_is_a_one_line_error():

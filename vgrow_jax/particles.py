@@ -96,6 +96,11 @@ class HParams(config_lib.MethodHParams):
     step_schedule: η_k within an outer loop: 'constant', or 'linear'
       η_k = η·(1 − k/K), k = 0 … K−1, so that the jitter a re-fitted D
       causes dies out by the end of every loop (samples are read then).
+    step_decay_boundaries: outer-loop indices at which η is multiplied by
+      ``step_decay_factor`` (sorted, ≥ 0; () keeps η). Once the particles sit
+      in their modes, a smaller η stops the first, largest move of every
+      loop from shaking them out along a noisy D.
+    step_decay_factor: that multiplier, in (0, 1].
     batch_size: B, real and particle examples per D step (≤ N).
     d_gradient_penalty: λ ≥ 0 of a gradient penalty on D at interpolates.
     clip_to_data_range: clip particles to the data's value range after
@@ -112,6 +117,8 @@ class HParams(config_lib.MethodHParams):
   d_steps: int = 3
   step_size: float = 0.02
   step_schedule: str = 'linear'
+  step_decay_boundaries: Tuple[int, ...] = ()
+  step_decay_factor: float = 0.3
   batch_size: int = 256
   d_gradient_penalty: float = 0.0
   clip_to_data_range: bool = True
@@ -131,6 +138,10 @@ class HParams(config_lib.MethodHParams):
       self.check(getattr(self, f) >= 1, f, 'must be >= 1')
     self.check(self.step_size > 0, 'step_size', 'must be > 0')
     self.check_choice('step_schedule', STEP_SCHEDULES, sort=False)
+    b = tuple(self.step_decay_boundaries)
+    self.check(list(b) == sorted(b) and all(isinstance(i, int) and i >= 0 for i in b),
+               'step_decay_boundaries', 'must be sorted integers >= 0')
+    self.check(0 < self.step_decay_factor <= 1, 'step_decay_factor', 'must be in (0, 1]')
     self.check(1 <= self.batch_size <= self.num_particles, 'batch_size',
                f'must be in [1, num_particles={self.num_particles}] (particles are drawn '
                'without replacement)')
@@ -219,6 +230,8 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
   div = divergences.get(hp.divergence)
   clip = dataset.value_range if hp.clip_to_data_range else None
   etas = step_sizes(hp.step_size, hp.flow_steps, hp.step_schedule)  # [K]
+  step_boundaries = jnp.asarray(hp.step_decay_boundaries or (jnp.iinfo(jnp.int32).max,),
+                                jnp.int32)
   num_show = min(n, num_show if len(dataset.shape) == 1 else 64)
   d_step = particle_phase.make_discriminator_step(
       train_apply=d_net.train_apply, eval_apply=d_net.eval_apply, optimizer=d_tx,
@@ -246,16 +259,19 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
 
   def step(state: ParticlesState, data_arrays: Any) -> Tuple[ParticlesState, Dict[str, Array]]:
     d_lr = optim.learning_rate(hp.d_optimizer, state.step)
+    eta_scale = hp.step_decay_factor ** jnp.sum(
+        state.step >= step_boundaries).astype(jnp.float32)
     d = particle_phase.Discriminator(state.d_params, state.d_state,
                                      optim.with_learning_rate(state.d_opt_state, d_lr))
     x0 = sharding.shard_batch(state.particles)  # [N, ...]
     d, x, move_metrics = particle_phase.refit_flow(
         d, x0, jax.random.fold_in(state.key, state.step), data_arrays, d_step=d_step,
-        logit_apply=d_net.eval_apply, divergence=div, d_steps=hp.d_steps, step_size=etas,
+        logit_apply=d_net.eval_apply, divergence=div, d_steps=hp.d_steps, step_size=etas * eta_scale,
         num_steps=hp.flow_steps, clip=clip)
     shift = jnp.sqrt(jnp.sum((x - x0).reshape(n, -1) ** 2, axis=1))  # [N]
     metrics = {**jax.tree.map(jnp.mean, move_metrics), 'particle_shift': jnp.mean(shift),
-               'd_lr': d_lr, 'particles_before': x0[:num_show], 'particles_after': x[:num_show]}
+               'd_lr': d_lr, 'step_scale': eta_scale,
+               'particles_before': x0[:num_show], 'particles_after': x[:num_show]}
     new_state = ParticlesState(step=state.step + 1, key=state.key, particles=x,
                                d_params=d.params, d_state=d.state, d_opt_state=d.opt_state)
     return new_state, metrics
