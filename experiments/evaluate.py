@@ -80,7 +80,8 @@ def evaluate_mode_workdir(workdir: str, *, num_samples: int = 2500, step=None,
 
 def format_mode_record(r: Dict[str, Any]) -> str:
   p = r['protocol']
-  return (f"outer loop {r['loop']}: {p['data']}, N generated {p['n_generated']}"
+  return (f"outer loop {r['loop']}: {p['data']}, N generated {p['n_generated']} "
+          f"(latents of seed {p.get('latent_seed', '?')})"
           + (f"; samples: {p['sampling']}" if 'sampling' in p else '') + '\n'
           f"  modes {r['eval_modes']}/{r['eval_num_modes']}, high quality "
           f"{100 * r['eval_high_quality']:.1f}% ({p['high_quality']}), reverse KL "
@@ -254,7 +255,8 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
 def format_record(r: Dict[str, Any]) -> str:
   p = r['protocol']
   return '\n'.join([
-      f"outer loop {r['loop']}: N generated {p['n_generated']}, N reference {p['n_reference']} "
+      f"outer loop {r['loop']}: N generated {p['n_generated']} (latents of seed "
+      f"{p.get('latent_seed', '?')}), N reference {p['n_reference']} "
       f"({p['reference']}); features: {p['features']}"
       + (f"; samples: {p['sampling']}" if 'sampling' in p else ''),
       f"  Fréchet classifier distance {r['eval_fcd']:.3f}",

@@ -88,6 +88,7 @@ def test_vgrow_on_digits_writes_figures_and_vgrow_eval_scores_it(tmp_path, digit
   assert r1['protocol']['latent_seed'] == cfg.training.seed + 1
   assert r1['eval_fcd'] != r['eval_fcd']
   assert r1['eval_classifier_score_reference'] == r['eval_classifier_score_reference']
+  assert f'(latents of seed {cfg.training.seed + 1})' in eval_app.format_record(r1)
 
 
 def test_eval_app_without_a_workdir_is_a_one_line_error(tmp_path):

@@ -137,7 +137,8 @@ def test_apps_train_resume_and_sample(tmp_path):
   r = _run(['experiments.eval', f'--workdir={wd}', '--sample_flow_steps=3', '--latent_seed=5'],
            cwd=str(tmp_path))
   assert r.returncode == 0, r.stderr
-  assert 'grid, N generated 2500; samples: G(z) + 3 flow steps along the final D' in r.stdout
+  assert ('grid, N generated 2500 (latents of seed 5); samples: G(z) + 3 flow steps along '
+          'the final D') in r.stdout
   last = json.loads(open(os.path.join(wd, 'metrics.jsonl')).read().splitlines()[-1])
   assert last['protocol']['n_generated'] == 2500 and 0 <= last['eval_spread'] < 10
   assert last['protocol']['latent_seed'] == 5
