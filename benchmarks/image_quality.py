@@ -324,7 +324,8 @@ def main(argv):
   if _REPORT.value:
     with open(_REPORT.value) as f:
       records = [json.loads(line) for line in f if line.strip()]
-    records = [r for r in records if r['method'].split('+')[0].split('[')[0].split('@')[0] in _METHODS.value
+    base = lambda label: label.split('+')[0].split('[')[0].split('@')[0]  # 'sngan[...]+...@z1'
+    records = [r for r in records if base(r['method']) in _METHODS.value
                and (not _TAG.value or r.get('tag', '') == _TAG.value)
                and r['arch'] == _ARCH.value
                and r['max_seconds'] == _MAX_SECONDS.value and r['seed'] == _SEED.value]

@@ -230,8 +230,7 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
   div = divergences.get(hp.divergence)
   clip = dataset.value_range if hp.clip_to_data_range else None
   etas = step_sizes(hp.step_size, hp.flow_steps, hp.step_schedule)  # [K]
-  step_boundaries = jnp.asarray(hp.step_decay_boundaries or (jnp.iinfo(jnp.int32).max,),
-                                jnp.int32)
+  step_boundaries = jnp.asarray(hp.step_decay_boundaries, jnp.int32)  # [B], B ≥ 0
   num_show = min(n, num_show if len(dataset.shape) == 1 else 64)
   d_step = particle_phase.make_discriminator_step(
       train_apply=d_net.train_apply, eval_apply=d_net.eval_apply, optimizer=d_tx,
@@ -266,8 +265,8 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     x0 = sharding.shard_batch(state.particles)  # [N, ...]
     d, x, move_metrics = particle_phase.refit_flow(
         d, x0, jax.random.fold_in(state.key, state.step), data_arrays, d_step=d_step,
-        logit_apply=d_net.eval_apply, divergence=div, d_steps=hp.d_steps, step_size=etas * eta_scale,
-        num_steps=hp.flow_steps, clip=clip)
+        logit_apply=d_net.eval_apply, divergence=div, d_steps=hp.d_steps,
+        step_size=etas * eta_scale, num_steps=hp.flow_steps, clip=clip)
     shift = jnp.sqrt(jnp.sum((x - x0).reshape(n, -1) ** 2, axis=1))  # [N]
     metrics = {**jax.tree.map(jnp.mean, move_metrics), 'particle_shift': jnp.mean(shift),
                'd_lr': d_lr, 'step_scale': eta_scale,

@@ -223,9 +223,10 @@ def make_refined_generate(
     x = g(z)  # [N, ...]
     etas = step_sizes(step_size, num_steps, step_schedule)  # [K]
     key = jax.random.fold_in(state.key, _SAMPLE_FOLD)
+    u0 = z if latent else x  # what moves: the latents or the samples
+    out = lambda u: g(u) if latent else u
     if not d_steps and not d_warmup_steps:
-      u = move(lambda y: logit(state, y), z if latent else x, g, etas, num_steps, key)
-      return g(u) if latent else u
+      return out(move(lambda y: logit(state, y), u0, g, etas, num_steps, key))
     n = x.shape[0]
     d_step = make_d_step(min(d_batch_size, n) if d_batch_size else n)
     k_warm, k_loop = jax.random.split(key)
@@ -236,23 +237,21 @@ def make_refined_generate(
     if not d_steps:
       # D fitted once against the plain samples, then fixed: d ≈ log p/q₀ for G's own
       # law q₀, the tilt that a latent Langevin flow samples exactly (DGflow, DDLS).
-      logit_fn = lambda v: d_eval_apply(d.params, d.state, v)
-      u = move(logit_fn, z if latent else x, g, etas, num_steps, k_loop)
-      return g(u) if latent else u
+      return out(move(lambda v: d_eval_apply(d.params, d.state, v), u0, g, etas, num_steps,
+                      k_loop))
 
     def one_step(carry, xs):
       d, u = carry
       k, eta = xs
-      y = g(u) if latent else u  # the samples D is fitted against stay put for U steps
+      y = out(u)  # the samples D is fitted against stay put for U steps
       d, _ = jax.lax.scan(lambda dc, kd: d_step(dc, y, kd, data), d,
                           jax.random.split(k, d_steps))
       logit_fn = lambda v: d_eval_apply(d.params, d.state, v)
       u = move(logit_fn, u, g, eta, 1, jax.random.fold_in(k, 1))
       return (d, u), None
 
-    (_, u), _ = jax.lax.scan(one_step, (d, z if latent else x),
-                             (jax.random.split(k_loop, num_steps), etas))
-    return g(u) if latent else u
+    (_, u), _ = jax.lax.scan(one_step, (d, u0), (jax.random.split(k_loop, num_steps), etas))
+    return out(u)
 
   return refined
 
