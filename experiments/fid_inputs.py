@@ -170,10 +170,13 @@ def score(a: Source, b: Source, params: inception.Params, *, batch_size: int = 3
     ``{'fid': float, 'kid': float | None, 'kid_std': ..., 'kid_subset_size': int | None}``.
   """
   fa, fb = (features(s, params, batch_size=batch_size) for s in (a, b))
-  stats = [(s.mu, s.sigma) if s.mu is not None else image_metrics.gaussian_stats(f)
-           for s, f in ((a, fa), (b, fb))]
-  out = {'fid': image_metrics.frechet_distance(*stats[0], *stats[1]), 'kid': None,
-         'kid_std': None, 'kid_subset_size': None}
+  if fa is not None and fb is not None:  # no 2,048 x 2,048 matrix needed
+    fid = image_metrics.frechet_distance_of_features(fa, fb)
+  else:
+    stats = [(s.mu, s.sigma) if s.mu is not None else image_metrics.gaussian_stats(f)
+             for s, f in ((a, fa), (b, fb))]
+    fid = image_metrics.frechet_distance(*stats[0], *stats[1])
+  out = {'fid': fid, 'kid': None, 'kid_std': None, 'kid_subset_size': None}
   if fa is not None and fb is not None:
     m = min(kid_subset_size, len(fa), len(fb))
     out['kid'], out['kid_std'] = image_metrics.kernel_inception_distance(

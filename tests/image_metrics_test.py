@@ -43,6 +43,24 @@ def test_frechet_distance_of_samples_approaches_the_gaussians():
   assert im.frechet_distance_of_features(x, y) == pytest.approx(exact, abs=0.02)
 
 
+def test_frechet_distance_with_fewer_samples_than_features_is_the_d_space_formula():
+  # N < D (as 1,000 Inception features of dimension 2,048): the N1 x N2 SVD form
+  # against the D x D covariances and scipy's sqrtm (both within 1e-8: their rank-deficient
+  # D x D matrices carry square roots of round-off); one feature set twice gives 0.
+  rng = np.random.default_rng(3)
+  x = rng.normal(size=(7, 30)) @ rng.normal(size=(30, 30))
+  y = rng.normal(size=(5, 30)) + 0.3
+  (m1, s1), (m2, s2) = im.gaussian_stats(x), im.gaussian_stats(y)
+  d_space = im.frechet_distance(m1, s1, m2, s2)
+  ref = (np.sum((m1 - m2) ** 2) + np.trace(s1) + np.trace(s2)
+         - 2 * np.trace(linalg.sqrtm(s1 @ s2).real))
+  assert im.frechet_distance_of_features(x, y) == pytest.approx(d_space, rel=1e-8)
+  assert im.frechet_distance_of_features(x, y) == pytest.approx(ref, rel=1e-8)
+  assert abs(im.frechet_distance_of_features(x, x)) < 1e-9 * d_space
+  with pytest.raises(ValueError, match=r'same D, got \(7, 30\) and \(5, 29\)'):
+    im.frechet_distance_of_features(x, y[:, :29])
+
+
 def test_mmd2_is_the_u_statistic_by_hand():
   rng = np.random.default_rng(2)
   x, y = rng.normal(size=(5, 3)), rng.normal(size=(4, 3)) + 0.5

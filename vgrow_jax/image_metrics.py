@@ -80,8 +80,26 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
 
 
 def frechet_distance_of_features(f1: np.ndarray, f2: np.ndarray) -> float:
-  """:func:`frechet_distance` of Gaussians fitted to two feature sets."""
-  return frechet_distance(*gaussian_stats(f1), *gaussian_stats(f2))
+  """:func:`frechet_distance` of Gaussians fitted to two feature sets ``[N₁, D]``, ``[N₂, D]``.
+
+  With fewer samples than features (N = 1,000 Inception features have
+  D = 2,048) it never forms a D × D matrix: with Aᵢ = (fᵢ − μᵢ) / √(Nᵢ − 1)
+  (``[Nᵢ, D]``, Σᵢ = AᵢᵀAᵢ), Σ₁Σ₂ has the nonzero eigenvalues of MMᵀ for
+  M = A₁A₂ᵀ ``[N₁, N₂]``, so tr (Σ₁Σ₂)^{1/2} is the sum of M's singular
+  values and tr Σᵢ = ‖Aᵢ‖²_F: the same distance from an N₁ × N₂ SVD instead
+  of two D × D eigendecompositions.
+  """
+  f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
+  if f1.ndim != 2 or f2.ndim != 2 or min(len(f1), len(f2)) < 2 or f1.shape[1] != f2.shape[1]:
+    raise ValueError(f'features must have shapes [N >= 2, D] with the same D, got {f1.shape} '
+                     f'and {f2.shape}')
+  if min(len(f1), len(f2)) > f1.shape[1]:
+    return frechet_distance(*gaussian_stats(f1), *gaussian_stats(f2))
+  mu1, mu2 = f1.mean(0), f2.mean(0)
+  a1 = (f1 - mu1) / np.sqrt(len(f1) - 1)  # [N1, D]
+  a2 = (f2 - mu2) / np.sqrt(len(f2) - 1)  # [N2, D]
+  tr_sqrt = np.linalg.svd(a1 @ a2.T, compute_uv=False).sum()
+  return float(np.sum((mu1 - mu2) ** 2) + np.sum(a1 * a1) + np.sum(a2 * a2) - 2 * tr_sqrt)
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:

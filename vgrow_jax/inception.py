@@ -474,13 +474,19 @@ def preprocess(images: jax.Array, *, data_range: Sequence[float] = (0.0, 255.0),
 def _jitted(data_range: Optional[Tuple[float, float]], quantize: bool):
   """One jitted forward per preprocessing (None: none), shared by every feature function.
 
-  The weights are an argument, not constants baked into the executable, so
-  feature functions of any weights reuse its compilations (one per input shape).
+  Preprocessing and the network are two programs: the network's (seconds of
+  XLA compile) is compiled once per batch size and reused for every image
+  size and data range; only the cheap resize is compiled per input shape. The
+  weights are an argument, not constants baked into the executable, so
+  feature functions of any weights reuse the compilations.
   """
   if data_range is None:
-    return jax.jit(lambda p, x: _network(_Builder(dict(p)), x))
-  return jax.jit(lambda p, x: _network(_Builder(dict(p)), preprocess(
-      x, data_range=data_range, quantize=quantize)))
+    return _network_jit
+  prep = jax.jit(functools.partial(preprocess, data_range=data_range, quantize=quantize))
+  return lambda p, x: _network_jit(p, prep(x))
+
+
+_network_jit = jax.jit(lambda p, x: _network(_Builder(dict(p)), x))
 
 
 def network_fn(params: Params) -> Callable[[jax.Array], jax.Array]:
