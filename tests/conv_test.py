@@ -171,6 +171,40 @@ def test_nets_gradients_equal_nn_conv_autodiff_inside_scan(arch, shape):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4 * float(jnp.abs(b).max()) + 1e-7)
 
 
+@pytest.mark.parametrize('ksize,cin,cout', [(3, 1, 4), (3, 6, 7), (3, 8, 1), (5, 2, 3)])
+def test_gradient_of_the_input_gradient_matches_lax_conv(ksize, cin, cout):
+  # A gradient penalty's term: the parameters' and inputs' gradient of Σ(∂L/∂x)².
+  kx, kk = jax.random.split(jax.random.PRNGKey(ksize * cin + cout))
+  x = jax.random.normal(kx, (2, 7, 6, cin))
+  k = jax.random.normal(kk, (ksize, ksize, cin, cout))
+
+  def penalty(conv_fn):
+    def f(x, k):
+      gx = jax.grad(lambda x: jnp.sum(jnp.tanh(conv_fn(x, k))))(x)
+      return jnp.sum(gx ** 2)
+    return jax.grad(f, argnums=(0, 1))(x, k)
+
+  for a, b in zip(penalty(conv.conv2d_same), penalty(_ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+
+
+@pytest.mark.parametrize('arch,shape', [('resnet_sn', (32, 32, 1)), ('dcgan', (16, 16, 3))])
+def test_nets_gradient_penalty_gradients_equal_nn_conv_autodiff(arch, shape):
+  # WGAN-GP's critic loss differentiates D's input gradient once more.
+  from vgrow_jax import adversarial, config as config_lib, models  # pylint: disable=g-import-not-at-top
+  x = jax.random.uniform(jax.random.PRNGKey(2), (4,) + shape, minval=-1, maxval=1)
+
+  def grads(impl):
+    cfg = config_lib.ModelConfig(arch=arch, d_width=8, latent_dim=4, conv_impl=impl)
+    _, d = models.build(cfg, shape)
+    dp, ds = d.init(jax.random.PRNGKey(1), x)
+    return jax.jit(jax.grad(lambda p: adversarial.gradient_penalty(
+        lambda y: d.eval_apply(p, ds, y), x)))(dp)
+
+  for a, b in zip(jax.tree.leaves(grads('custom_vjp')), jax.tree.leaves(grads('xla'))):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4 * float(jnp.abs(b).max()) + 1e-7)
+
+
 def test_gradients_inside_scan_and_vmap():
   x = jax.random.normal(jax.random.PRNGKey(0), (3, 2, 5, 5, 2))
   k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 2, 2))

@@ -207,10 +207,16 @@ def _transposed_padding(k: int, padding: Padding) -> Padding:
 
 
 def input_grad(g: jax.Array, kernel: jax.Array, padding: Padding | None = None) -> jax.Array:
-  """dL/dx ``[B, H, W, C]`` of a stride-1 convolution: pad'(g) ``[B, H', W', O]`` ⋆ flip(K)ᵀ."""
+  """dL/dx ``[B, H, W, C]`` of a stride-1 convolution: pad'(g) ``[B, H', W', O]`` ⋆ flip(K)ᵀ.
+
+  It is itself a :func:`conv2d`, so a gradient of a gradient (WGAN-GP's
+  penalty, the field's gradient) runs on these forms too: through XLA's own
+  convolution autodiff the penalty's second-order kernel gradient made a
+  DCGAN critic step 30× slower inside a loop (2.98 s against 0.09 s).
+  """
   k = kernel.shape[0]
-  return conv_padded(g, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2),
-                     _transposed_padding(k, padding or _same(k)))
+  return conv2d(g, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2),
+                _transposed_padding(k, padding or _same(k)))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
