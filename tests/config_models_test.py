@@ -33,8 +33,9 @@ def _vgrow(fields):
      r"methods\.vgrow\.g_optimizer\.name='lion'"),
     ({'data': {'name': 'npz'}}, r"data\.path='': name=npz needs a path"),
     ({'model': {'d_input_scale': 0.0}}, r'model\.d_input_scale=0\.0: must be finite and > 0'),
-    ({'model': {'arch': 'dcgan', 'd_input_scale': 5.0}, 'data': {'name': 'digits'}},
-     r"model\.d_input_scale=5\.0: applies to the mlp discriminator only \(arch is 'dcgan'\)"),
+    ({'model': {'arch': 'resnet_sn', 'd_input_scale': 5.0}, 'data': {'name': 'digits'}},
+     r"model\.d_input_scale=5\.0: applies to the mlp and dcgan discriminators only "
+     r"\(arch is 'resnet_sn'\)"),
 ])
 def test_bad_config_fields_are_named(d, message):
   with pytest.raises(config_lib.ConfigError, match=message):
@@ -58,7 +59,7 @@ def test_a_conv_arch_on_point_data_names_data_name_first():
   # On image data the next field to change is named, and then the config builds.
   c.data.name = 'mnist_5k'
   with pytest.raises(config_lib.ConfigError, match=r"model\.d_input_scale=2\.0: applies to the "
-                     r"mlp discriminator only \(arch is 'resnet_sn'\); set it to 1\.0"):
+                     r"mlp and dcgan discriminators only \(arch is 'resnet_sn'\); set it to 1\.0"):
     config_lib.Config.from_dict(c.to_dict())
   c.model.d_input_scale = 1.0
   assert config_lib.Config.from_dict(c.to_dict()).model.arch == 'resnet_sn'
@@ -178,6 +179,20 @@ def test_d_input_scale_makes_the_spectrally_normalised_logit_c_lipschitz():
   # 1-Lipschitz at c = 1 (spectral norm, ReLU): every input gradient of the c-net <= c.
   norms = np.linalg.norm(grad(dc, x), axis=1)
   assert norms.max() <= c * (1 + 1e-3)
+
+
+def test_dcgan_d_input_scale_is_the_same_net_at_c_times_x():
+  c = 2.0
+  base = config_lib.ModelConfig(arch='dcgan', d_width=4, d_spectral_norm=True,
+                                sn_power_iterations=1)
+  _, d1 = models.build(base, (8, 8, 1))
+  _, dc = models.build(dataclasses.replace(base, d_input_scale=c), (8, 8, 1))
+  x = jax.random.uniform(jax.random.PRNGKey(1), (3, 8, 8, 1), minval=-1, maxval=1)
+  dp, ds = d1.init(jax.random.PRNGKey(0), x)
+  np.testing.assert_allclose(dc.eval_apply(dp, ds, x), d1.eval_apply(dp, ds, c * x), rtol=1e-5)
+  gsum = lambda net, y: jax.grad(lambda v: jnp.sum(net.eval_apply(dp, ds, v)))(y)
+  np.testing.assert_allclose(gsum(dc, x), c * gsum(d1, c * x), rtol=1e-4, atol=1e-7)
+  assert not np.allclose(dc.eval_apply(dp, ds, x), d1.eval_apply(dp, ds, x))
 
 
 def test_every_method_setting_lives_in_its_methods_section():

@@ -216,10 +216,10 @@ def test_a_fresh_d_takes_spectral_norm_and_an_input_scale():
   # Unset, the fresh D is the config's D net as it is.
   sn_model = dataclasses.replace(MODEL, d_spectral_norm=True, sn_power_iterations=3)
   assert refine.fresh_d_model(sn_model, refine.Refinement(flow_steps=2, d_steps=1)) == sn_model
-  dcgan = dataclasses.replace(MODEL, arch='dcgan')
+  resnet = dataclasses.replace(MODEL, arch='resnet_sn')
   with pytest.raises(config_lib.ConfigError, match=r'model.d_input_scale=5.0: applies to the mlp '
-                     r'discriminator only'):
-    refine.fresh_d_model(dcgan, r)
+                     r'and dcgan discriminators only'):
+    refine.fresh_d_model(resnet, r)
   sngan = config_lib.Config(method='sngan', model=MODEL)
   assert refine.describe(sngan, dataclasses.replace(r, step_size=0.1)) == (
       'G(z) + 2 flow steps, a fresh logistic D (spectrally normalised, on 5·x) fitted on the '

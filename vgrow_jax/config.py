@@ -217,7 +217,7 @@ class ModelConfig:
       has it, as the official nets).
     sn_power_iterations: power iterations per training forward pass.
     output_tanh: tanh on the MLP generator's output (images in [-1, 1]).
-    d_input_scale: c > 0: the MLP discriminator sees c·x. With spectral norm
+    d_input_scale: c > 0: the MLP or DCGAN discriminator sees c·x. With spectral norm
       its logit is then c-Lipschitz in x instead of 1-Lipschitz, which is how
       to let it resolve modes much finer than the data's extent (the ring's
       σ = 0.01 at radius 1); the field ∇ₓd scales with c, so scale the flow's
@@ -254,9 +254,9 @@ class ModelConfig:
       _check(getattr(self, f) >= 0, f'model.{f}', getattr(self, f), 'must be >= 0')
     _check(self.d_input_scale > 0 and math.isfinite(self.d_input_scale),
            'model.d_input_scale', self.d_input_scale, 'must be finite and > 0')
-    _check(self.arch == 'mlp' or self.d_input_scale == 1.0, 'model.d_input_scale',
-           self.d_input_scale, f'applies to the mlp discriminator only (arch is {self.arch!r}); '
-           'set it to 1.0')
+    _check(self.arch in ('mlp', 'dcgan') or self.d_input_scale == 1.0, 'model.d_input_scale',
+           self.d_input_scale, f'applies to the mlp and dcgan discriminators only (arch is '
+           f'{self.arch!r}); set it to 1.0')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -261,18 +261,20 @@ class DCGANDiscriminator(nn.Module):
   """DCGAN-style D: images ``[B, S, S, C]`` -> logit ``[B]`` (real = 1).
 
   k × (3×3 conv, LeakyReLU 0.2, 2×2 average pooling) doubling the channels
-  from ``width``, then a dense logit. No BatchNorm: the flow needs each
-  sample's logit to depend on that sample only. Spectral norm optional.
+  from ``width``, then a dense logit, computed on ``input_scale · x``. No
+  BatchNorm: the flow needs each sample's logit to depend on that sample
+  only. Spectral norm optional.
   """
 
   width: int = 64
   sn_steps: int = 0
   conv_impl: str = 'custom_vjp'
+  input_scale: float = 1.0
 
   @nn.compact
   def __call__(self, x, *, train: bool = False):
     _, k = dcgan_plan(x.shape[1])
-    h = x
+    h = x if self.input_scale == 1.0 else self.input_scale * x
     for i in range(k):
       h = _sn_conv(self.width * 2 ** i, 3, self.sn_steps, self.conv_impl)(h, train=train)
       h = _avgpool2(nn.leaky_relu(h, 0.2))
@@ -349,7 +351,7 @@ def build(cfg: config_lib.ModelConfig, data_shape: Tuple[int, ...]) -> Tuple[Net
                        f'k >= 1 (8, 16, 28, 32, 64, ...), got example shape {tuple(data_shape)}')
     g = DCGANGenerator(tuple(data_shape), cfg.g_width, impl)
     d = DCGANDiscriminator(cfg.d_width, cfg.sn_power_iterations if cfg.d_spectral_norm else 0,
-                           impl)
+                           impl, cfg.d_input_scale)
     return as_net(g), as_net(d)
   raise ValueError(f'unknown model.arch {cfg.arch!r}; expected dcgan, mlp or resnet_sn')
 
