@@ -30,8 +30,10 @@ def test_mnist_config_parses_method_variant_and_arch():
   # VGrow's MLP D: spectral norm on 2·x (benchmarks/RESULTS.md, B3), the conv nets as they are.
   assert (vg.model.d_spectral_norm, vg.model.d_input_scale) == (True, mnist.D_INPUT_SCALE) == (
       True, 2.0)
-  conv = _cfg(mnist.get_config('vgrow,dcgan')).model
-  assert (conv.d_spectral_norm, conv.d_input_scale) == (False, 1.0)
+  conv = _cfg(mnist.get_config('vgrow,dcgan'))
+  assert (conv.model.d_spectral_norm, conv.model.d_input_scale) == (False, 1.0)
+  assert (vg.hparams.step_size, conv.hparams.step_size) == (0.5, mnist.CONV_STEP_SIZE) == (
+      0.5, 30.0)
   for name in method_lib.NAMES:
     cfg = _cfg(mnist.get_config(name))
     # One net pair for all (SNGAN adds its spectral norm; the VAE's G outputs logits).
