@@ -1,6 +1,7 @@
 """Configs and helpers behind the B2 / B3 benchmarks (toy.py, mnist.py, toy_quality --set)."""
 
 import dataclasses
+import json
 
 from absl import app
 import pytest
@@ -110,3 +111,38 @@ def test_refine_entry_names_and_restore_keywords():
   assert cli.RefineEntry(400, 1, 0.25, 'linear').sampling(0.2) == {
       'sample_flow_steps': 400, 'sample_d_steps': 1, 'sample_step_size': 0.05,
       'sample_step_schedule': 'linear'}
+
+
+def test_conv_report_sums_training_seconds_over_resumes_and_tabulates(tmp_path):
+  from benchmarks import conv_report  # pylint: disable=g-import-not-at-top
+  # Two invocations of 1,800 s each: elapsed_sec restarts at the resume (loop 600).
+  train_recs = [{'loop': 100, 'elapsed_sec': 300.0}, {'loop': 600, 'elapsed_sec': 1810.0},
+                {'loop': 700, 'elapsed_sec': 250.0}, {'loop': 1190, 'elapsed_sec': 1805.0}]
+  assert conv_report.training_seconds(train_recs, 600) == 1810.0
+  assert conv_report.training_seconds(train_recs, 700) == 1810.0 + 250.0
+  assert conv_report.training_seconds(train_recs, 1190) == 1810.0 + 1805.0
+  ev = {'eval_fcd': 6.29, 'eval_kid': 0.001, 'eval_kid_std': 0.0001,
+        'eval_classifier_score': 7.09, 'eval_class_tv': 0.041, 'eval_precision': 0.69,
+        'eval_recall': 0.86, 'eval_inception_kid': 0.01, 'eval_inception_kid_std': 0.0006,
+        'protocol': {}}
+  recs = train_recs + [
+      {'loop': 600, 'eval_fid': 50.0, **ev},
+      {'loop': 600, 'eval_fid': 41.3, **ev},                      # newest record wins
+      {'loop': 1190, 'eval_fcd': 1.0, **{k: v for k, v in ev.items() if k != 'eval_fcd'}},
+      {'loop': 1190, 'eval_fid': 24.2, 'eval_d_gap': 0.12, **ev},
+      {'loop': 1190, 'eval_fid': 1.0, **{**ev, 'protocol': {'sampling': 'refit'}}}]  # refined
+  w = tmp_path / 'run'
+  w.mkdir()
+  (w / 'metrics.jsonl').write_text('\n'.join(json.dumps(r) for r in recs) + '\n')
+  (w / 'config.json').write_text(json.dumps({
+      'method': 'vgrow', 'methods': {'vgrow': {'divergence': 'jeffreys'}},
+      'model': {'arch': 'dcgan'}, 'training': {'seed': 1}}))
+  table = conv_report.rows(str(w))
+  assert [(r['loop'], r['eval_fid'], r['seconds']) for r in table] == [
+      (600, 41.3, 1810.0), (1190, 24.2, 3615.0)]
+  text = conv_report.markdown(table).splitlines()
+  assert text[2] == ('| `vgrow:jeffreys,dcgan` | 1 | 600, 1,810 | 41.3 | 0.0100 ± 0.0006 '
+                     '| 6.29 | 7.09 | 0.041 | 0.69 / 0.86 | — |')
+  assert text[3].endswith('| 0.12 |')
+  with pytest.raises(FileNotFoundError, match='not a training workdir'):
+    conv_report.rows(str(tmp_path))

