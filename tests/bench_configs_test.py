@@ -33,8 +33,11 @@ def test_mnist_config_parses_method_variant_and_arch():
       True, 2.0)
   conv = _cfg(mnist.get_config('vgrow,dcgan'))
   assert (conv.model.d_spectral_norm, conv.model.d_input_scale) == (False, 1.0)
-  assert (vg.hparams.step_size, conv.hparams.step_size) == (0.5, mnist.CONV_STEP_SIZE) == (
-      0.5, 30.0)
+  resnet = _cfg(mnist.get_config('vgrow,resnet_sn'))
+  # η by pair: 30 for the DCGAN D's flat logit, the official 0.5 for the SN-ResNet D.
+  assert (vg.hparams.step_size, conv.hparams.step_size, resnet.hparams.step_size) == (
+      0.5, 30.0, 0.5)
+  assert set(mnist.CONV_STEP_SIZE) == set(mnist.ARCHS) - {'mlp'}
   for name in method_lib.NAMES:
     cfg = _cfg(mnist.get_config(name))
     # One net pair for all (SNGAN adds its spectral norm; the VAE's G outputs logits).

@@ -29,11 +29,16 @@ divergence here. With the MLP nets VGrow's D is spectrally normalised on
 memorises the 4,000 training digits and the flow then drifts toward them
 (``vgrow-eval``'s D gap shows it), while c = 2 bounds the logit's slope
 without stalling the particles (benchmarks/RESULTS.md, B3). With the conv
-nets VGrow's D is the net as it is and η = 30 (``CONV_STEP_SIZE``): the
-conv D's logit flattens along the particles' path (field norm 0.02–0.3), so
-at η = 0.5 they barely move; at 10 CPU-minutes the DCGAN pair's FCD was
-311 / 259 / 186 / 73 at η = 0.5 / 4 / 10 / 30 (spectral norm on x or 2·x,
-or U = 3, was worse: 404 / 358 / 713).
+nets VGrow's D is the net as it is, and η depends on the pair
+(``CONV_STEP_SIZE``). DCGAN: η = 30, because its D's logit flattens along
+the particles' path (field norm 0.02–0.3), so at η = 0.5 they barely move;
+at 10 CPU-minutes its FCD was 311 / 259 / 186 / 73 at η = 0.5 / 4 / 10 / 30
+(spectral norm on x or 2·x, or U = 3, was worse: 404 / 358 / 713).
+SN-ResNet: the official η = 0.5. Its spectrally normalised D has a field
+10–100× the DCGAN D's (norm 0.4–3), and larger steps collapse G: at η = 30
+from the first loops, at η = 2 after about 300 loops. There D separates
+the particles completely (logits −27 / +11), the moved particles are
+high-frequency noise, and G fits their mean, one grey image for every z.
 ``--config.model.d_spectral_norm=False --config.model.d_input_scale=1`` gives
 the unconstrained D back (faster for the first minutes, then the drift).
 
@@ -57,7 +62,7 @@ from experiments.configs import toy
 ARCHS = ('mlp', 'dcgan', 'resnet_sn')
 STEPS_PER_LOOP = 20
 D_INPUT_SCALE = 2.0  # VGrow's SN MLP D sees c·x (module docstring)
-CONV_STEP_SIZE = 30.0  # VGrow's η with the dcgan / resnet_sn nets (module docstring)
+CONV_STEP_SIZE = {'dcgan': 30.0, 'resnet_sn': 0.5}  # VGrow's η by conv pair (module docstring)
 _PIXEL_SCALE = 2.0 * (1024 / 784) ** 0.5
 PARTICLES = 1000  # generator-free VGrow: vgrow-eval's N generated
 
@@ -105,7 +110,7 @@ def get_config(arg: str = ''):
     c.model.d_spectral_norm = True
     c.model.d_input_scale = D_INPUT_SCALE
   if name == 'vgrow' and arch != 'mlp':
-    c.methods.vgrow.step_size = CONV_STEP_SIZE
+    c.methods.vgrow.step_size = CONV_STEP_SIZE[arch]
   if name != 'vgrow':
     hp = c.methods[name]
     for field in ('g_steps_per_loop', 'steps_per_loop'):
