@@ -61,13 +61,19 @@ def rows(workdir: str) -> List[Dict[str, Any]]:
   with open(os.path.join(workdir, 'config.json')) as f:
     cfg = json.load(f)
   method = cfg['method']
+  note = ''
   if method == 'vgrow':
-    method += ':' + cfg['methods']['vgrow']['divergence']
+    hp = cfg['methods']['vgrow']
+    method += ':' + hp['divergence']
+    # The settings the conv runs vary: η, and a gradient penalty on D.
+    note = ''.join(f' {name} {hp[key]:g}' for key, name in (('step_size', 'η'),
+                                                              ('d_gradient_penalty', 'GP'))
+                   if hp.get(key))
   scored = {}
   for r in records:
     if 'eval_fid' in r and 'sampling' not in r.get('protocol', {}):
       scored[r['loop']] = r
-  return [{'spec': f"{method},{cfg['model']['arch']}", 'seed': cfg['training']['seed'],
+  return [{'spec': f"{method},{cfg['model']['arch']}", 'note': note, 'seed': cfg['training']['seed'],
            'seconds': training_seconds(records, loop), **r}
           for loop, r in sorted(scored.items())]
 
@@ -79,7 +85,7 @@ def markdown(table: List[Dict[str, Any]]) -> str:
   for r in table:
     gap = f"{r['eval_d_gap']:.2f}" if 'eval_d_gap' in r else '—'
     out.append(
-        f"| `{r['spec']}` | {r['seed']} | {r['loop']:,}, {r['seconds']:,.0f} "
+        f"| `{r['spec']}`{r.get('note', '')} | {r['seed']} | {r['loop']:,}, {r['seconds']:,.0f} "
         f"| {r['eval_fid']:.1f} | {r['eval_inception_kid']:.4f} ± "
         f"{r['eval_inception_kid_std']:.4f} | {r['eval_fcd']:.2f} "
         f"| {r['eval_classifier_score']:.2f} | {r['eval_class_tv']:.3f} "

@@ -138,13 +138,14 @@ def test_conv_report_sums_training_seconds_over_resumes_and_tabulates(tmp_path):
   w.mkdir()
   (w / 'metrics.jsonl').write_text('\n'.join(json.dumps(r) for r in recs) + '\n')
   (w / 'config.json').write_text(json.dumps({
-      'method': 'vgrow', 'methods': {'vgrow': {'divergence': 'jeffreys'}},
+      'method': 'vgrow', 'methods': {'vgrow': {'divergence': 'jeffreys', 'step_size': 30.0,
+                                                 'd_gradient_penalty': 0.0}},
       'model': {'arch': 'dcgan'}, 'training': {'seed': 1}}))
   table = conv_report.rows(str(w))
   assert [(r['loop'], r['eval_fid'], r['seconds']) for r in table] == [
       (600, 41.3, 1810.0), (1190, 24.2, 3615.0)]
   text = conv_report.markdown(table).splitlines()
-  assert text[2] == ('| `vgrow:jeffreys,dcgan` | 1 | 600, 1,810 | 41.3 | 0.0100 ± 0.0006 '
+  assert text[2] == ('| `vgrow:jeffreys,dcgan` η 30 | 1 | 600, 1,810 | 41.3 | 0.0100 ± 0.0006 '
                      '| 6.29 | 7.09 | 0.041 | 0.69 / 0.86 | — |')
   assert text[3].endswith('| 0.12 |')
   with pytest.raises(FileNotFoundError, match='not a training workdir'):

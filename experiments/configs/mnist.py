@@ -16,8 +16,9 @@ Nets, for a 2-core CPU: 'mlp' is a 2 × 512 LeakyReLU MLP pair with a tanh
 output over the 32×32 pixels, about 45× cheaper per step than the DCGAN pair
 at width 32 (one core: ~55 GAN steps/s against ~1.2), so that a method sees
 thousands of steps in a few CPU-minutes. 'dcgan' (width 32) and 'resnet_sn'
-(width 32, the official nets' shapes) are there for a GPU. nz = 128 as the
-official code.
+(width 32, the official nets' shapes) make recognisable digits in 30–60
+CPU-minutes per run (benchmarks/RESULTS.md, B3; ``benchmarks/b3_conv.sh``).
+nz = 128 as the official code.
 
 VGrow: the official MNIST settings (``official.py``: pool 20 × 64, T = 20,
 η = 0.5, RMSprop 1e-4) scaled to the CPU: pool 4 × 64, T = 5, U = 1, L = 3,
