@@ -45,13 +45,13 @@ def _records(workdir: str) -> List[Dict[str, Any]]:
 
 def training_seconds(records: List[Dict[str, Any]], loop: int) -> float:
   """Training time up to ``loop``, summed over invocations (``elapsed_sec`` restarts)."""
-  total, last, prev = 0.0, 0.0, -1.0
+  total, last = 0.0, 0.0
   for r in records:
     if 'elapsed_sec' not in r or r['loop'] > loop:
       continue
-    if r['elapsed_sec'] < prev:  # a new invocation (a resume)
+    if r['elapsed_sec'] < last:  # a new invocation (a resume)
       total += last
-    last = prev = r['elapsed_sec']
+    last = r['elapsed_sec']
   return total + last
 
 
@@ -85,7 +85,7 @@ def markdown(table: List[Dict[str, Any]]) -> str:
   for r in table:
     gap = f"{r['eval_d_gap']:.2f}" if 'eval_d_gap' in r else '—'
     out.append(
-        f"| `{r['spec']}`{r.get('note', '')} | {r['seed']} | {r['loop']:,}, {r['seconds']:,.0f} "
+        f"| `{r['spec']}`{r['note']} | {r['seed']} | {r['loop']:,}, {r['seconds']:,.0f} "
         f"| {r['eval_fid']:.1f} | {r['eval_inception_kid']:.4f} ± "
         f"{r['eval_inception_kid_std']:.4f} | {r['eval_fcd']:.2f} "
         f"| {r['eval_classifier_score']:.2f} | {r['eval_class_tv']:.3f} "

@@ -36,7 +36,8 @@ the particles' path (field norm 0.02–0.3), so at η = 0.5 they barely move;
 at 10 CPU-minutes its FCD was 311 / 259 / 186 / 73 at η = 0.5 / 4 / 10 / 30
 (spectral norm on x or 2·x, or U = 3, was worse: 404 / 358 / 713).
 SN-ResNet: the official η = 0.5. Its spectrally normalised D has a field
-10–100× the DCGAN D's (norm 0.4–3), and larger steps collapse G: at η = 30
+10–100× the DCGAN D's (norm 0.25–0.8 at η = 0.5, 1.3–5.6 at η = 2 and 30,
+where D wins), and larger steps collapse G: at η = 30
 from the first loops, at η = 2 after about 300 loops. There D separates
 the particles completely (logits −27 / +11), the moved particles are
 high-frequency noise, and G fits their mean, one grey image for every z.
