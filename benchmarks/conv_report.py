@@ -7,7 +7,7 @@ For every workdir and every ``vgrow-eval`` record with Inception FID in its
 ``metrics.jsonl`` (the newest record per checkpoint), one Markdown row: the spec
 (method and nets from the run's config), seed, outer loops and the training
 seconds that led to them, FID, Inception KID, FCD, classifier score, class TV,
-precision / recall and, for a logistic D, D's train / held-out logit gap.
+precision / recall and D's (or the critic's) train / held-out logit gap.
 
 Training seconds are the sum over the run's invocations of each one's last
 ``elapsed_sec`` (which counts from that invocation's start, so compilation and
