@@ -44,10 +44,12 @@ high-frequency noise, and G fits their mean, one grey image for every z.
 η = 1 does the same (FCD 903 at 30 minutes). η = 0.5 is not robust either:
 with seed 1 D separated the particles within 100 loops (loss 0.08, field
 norm 2.6) and G collapsed by 30 minutes (FCD 922); η = 0.25, or 5 power
-iterations (the official count), did not stop it. A gradient penalty on D
+iterations (the official count), or D at RMSprop 1e-4 (one class), did not
+stop it. A gradient penalty on D
 (``--config.methods.vgrow.d_gradient_penalty=10``) kept seed 1 balanced
 (D loss 1.3–1.6 over 475 loops; FID 86, FCD 69 at 30 minutes) at 16% fewer
-loops per second; it is not the default because with it seed 0 is untried.
+loops per second; it is not the default: untried on seed 0 at η = 0.5 and
+past 30 minutes.
 ``--config.model.d_spectral_norm=False --config.model.d_input_scale=1`` gives
 the unconstrained D back (faster for the first minutes, then the drift).
 
