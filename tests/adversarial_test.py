@@ -106,6 +106,16 @@ def test_gradient_penalty_of_a_linear_critic_is_exact():
   assert lam == 10.0
 
 
+@pytest.mark.parametrize('center', [0.0, 0.5, 3.0])
+def test_gradient_penalty_pulls_the_norm_toward_its_center(center):
+  # f(x) = ½ wᵀx² per coordinate: ∇f(x) = w ⊙ x, so GP = mean_i (‖w ⊙ x_i‖ − c)².
+  w = jnp.array([0.3, -1.2, 2.0])
+  x = jax.random.normal(jax.random.PRNGKey(3), (32, 3))
+  gp = adversarial.gradient_penalty(lambda y: 0.5 * jnp.square(y) @ w, x, center)
+  norms = np.linalg.norm(np.asarray(w) * np.asarray(x), axis=1)
+  np.testing.assert_allclose(gp, np.mean((norms - center) ** 2), rtol=1e-5)
+
+
 def test_interpolation_draws_one_t_per_example_on_the_segment():
   real = jnp.zeros((64, 2, 3))
   fake = jnp.ones((64, 2, 3))

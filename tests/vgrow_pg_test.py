@@ -13,13 +13,14 @@ from vgrow_jax import models
 from vgrow_jax import vgrow
 
 
-def test_d_step_adds_the_gradient_penalty_and_generate_uses_the_ema():
+@pytest.mark.parametrize('center', [1.0, 0.0])
+def test_d_step_adds_the_gradient_penalty_and_generate_uses_the_ema(center):
   lam, beta, lr = 0.5, 0.9, 0.05
   cfg = config_lib.Config(
       model=config_lib.ModelConfig(latent_dim=4, g_width=16, g_depth=1, d_width=16, d_depth=1),
       methods={'vgrow': vgrow.HParams(
           batch_size=16, pool_batches=2, particle_steps=1, d_steps=1, g_passes=1, step_size=0.1,
-          d_gradient_penalty=lam, g_ema_decay=beta,
+          d_gradient_penalty=lam, d_gradient_penalty_center=center, g_ema_decay=beta,
           d_optimizer=config_lib.OptimizerConfig(name='sgd', learning_rate=lr))})
   ds = data_lib.ring()
   m = vgrow.make(cfg, ds)
@@ -46,7 +47,8 @@ def test_d_step_adds_the_gradient_penalty_and_generate_uses_the_ema():
       logits = d_net.eval_apply(p, s0.d_state, jnp.concatenate([real, fake]))
       loss = vgrow.discriminator_loss(logits[:batch], logits[batch:])
       return loss + penalty * adversarial.interpolated_gradient_penalty(
-          lambda y: d_net.eval_apply(p, s0.d_state, y), real, fake, jax.random.fold_in(key, 1))
+          lambda y: d_net.eval_apply(p, s0.d_state, y), real, fake, jax.random.fold_in(key, 1),
+          center)
 
     return jax.tree.map(lambda p, g: p - lr * g, s0.d_params, jax.grad(d_loss)(s0.d_params))
 
@@ -78,6 +80,8 @@ def test_without_the_extras_the_state_has_no_ema_leaves():
 
 @pytest.mark.parametrize('field,value,message', [
     ('d_gradient_penalty', -1.0, r'methods\.vgrow\.d_gradient_penalty=-1\.0: must be >= 0'),
+    ('d_gradient_penalty_center', -0.5,
+     r'methods\.vgrow\.d_gradient_penalty_center=-0\.5: must be >= 0'),
     ('g_ema_decay', 1.0, r'methods\.vgrow\.g_ema_decay=1\.0: must be in \[0, 1\)'),
 ])
 def test_bad_extras_are_named(field, value, message):

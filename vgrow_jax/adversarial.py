@@ -124,33 +124,41 @@ def interpolate(real: Array, fake: Array, key: Array) -> Array:
   return t * real + (1 - t) * fake
 
 
-def gradient_penalty(logit_fn: Callable[[Array], Array], x: Array) -> Array:
-  r"""Two-sided gradient penalty of a critic at points ``x`` (Gulrajani et al. 2017).
+def gradient_penalty(logit_fn: Callable[[Array], Array], x: Array,
+                     center: float = 1.0) -> Array:
+  r"""Gradient penalty of a critic at points ``x``, pulling ``‖∇f‖`` toward ``center``.
 
-  .. math:: \mathrm{GP} = \frac{1}{B} \sum_i (\lVert \nabla_x f(x_i) \rVert_2 - 1)^2
+  .. math:: \mathrm{GP} = \frac{1}{B} \sum_i (\lVert \nabla_x f(x_i) \rVert_2 - c)^2
 
-  The per-example gradients come from one backward pass of ``sum_i f(x_i)``
-  (valid because ``f`` treats examples independently). The weight λ is
-  applied by the caller. For a linear critic ``f(x) = wᵀx`` this is exactly
-  ``(‖w‖ − 1)²``.
+  ``c = 1`` is WGAN-GP's two-sided penalty (Gulrajani et al. 2017). ``c = 0`` is
+  the zero-centred penalty (Mescheder et al. 2018; Thanh-Tung et al. 2019),
+  the one that fits a logistic D estimating a log density ratio: at
+  p_model = p_data the ideal logit is constant, and only ``c = 0`` leaves
+  that optimum where it is. The per-example gradients come from one backward
+  pass of ``sum_i f(x_i)`` (valid because ``f`` treats examples
+  independently). The weight λ is applied by the caller. For a linear critic
+  ``f(x) = wᵀx`` this is exactly ``(‖w‖ − c)²``.
 
   Args:
     logit_fn: ``[B, ...] -> [B]``.
     x: ``[B, ...]`` points (e.g. :func:`interpolate`).
+    center: c ≥ 0.
 
   Returns:
-    ``[]`` the mean squared deviation of the gradient norm from 1.
+    ``[]`` the mean squared deviation of the gradient norm from ``center``.
   """
   grads = jax.grad(lambda y: jnp.sum(logit_fn(y)))(x)  # [B, ...]
   sq = jnp.sum(jnp.square(grads.reshape(x.shape[0], -1)), axis=1)  # [B]
+  if center == 0:  # ‖∇f‖², smooth without the square root
+    return jnp.mean(sq)
   # The tiny constant keeps the gradient of the norm finite where ∇f = 0.
-  return jnp.mean(jnp.square(jnp.sqrt(sq + 1e-12) - 1.0))
+  return jnp.mean(jnp.square(jnp.sqrt(sq + 1e-12) - center))
 
 
 def interpolated_gradient_penalty(logit_fn: Callable[[Array], Array], real: Array,
-                                  fake: Array, key: Array) -> Array:
+                                  fake: Array, key: Array, center: float = 1.0) -> Array:
   """:func:`gradient_penalty` at :func:`interpolate` points: the WGAN-GP term without λ."""
-  return gradient_penalty(logit_fn, interpolate(real, fake, key))
+  return gradient_penalty(logit_fn, interpolate(real, fake, key), center)
 
 
 def _apply_updates(tx, grads, opt_state, params):

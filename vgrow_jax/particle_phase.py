@@ -114,6 +114,7 @@ def make_discriminator_step(
     sample_real: Callable[[Any, Array, int], Array],
     batch_size: int,
     gradient_penalty: float = 0.0,
+    gradient_penalty_center: float = 1.0,
     view_fn: Optional[ViewFn] = None,
 ) -> DStep:
   """One logistic-regression step of D against the particles, as a pure function.
@@ -138,6 +139,8 @@ def make_discriminator_step(
       step is called with, so it can be a jit argument.
     batch_size: B, real and particle examples per step.
     gradient_penalty: λ ≥ 0.
+    gradient_penalty_center: the norm c the penalty pulls ‖∇d‖ toward: 1 is
+      WGAN-GP's two-sided penalty, 0 the zero-centred one.
     view_fn: ``(key, x) -> x'`` applied to both batches (default: identity).
 
   Returns:
@@ -164,7 +167,8 @@ def make_discriminator_step(
       loss = discriminator_loss(logits[:b], logits[b:])
       if gradient_penalty:
         loss += gradient_penalty * adversarial.interpolated_gradient_penalty(
-            lambda y: eval_apply(p, new_state, y), real, fake, jax.random.fold_in(key, 1))
+            lambda y: eval_apply(p, new_state, y), real, fake, jax.random.fold_in(key, 1),
+            gradient_penalty_center)
       return loss, (new_state, logits)
 
     (loss, (state, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)

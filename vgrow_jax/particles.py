@@ -103,6 +103,8 @@ class HParams(config_lib.MethodHParams):
     step_decay_factor: that multiplier, in (0, 1].
     batch_size: B, real and particle examples per D step (≤ N).
     d_gradient_penalty: λ ≥ 0 of a gradient penalty on D at interpolates.
+    d_gradient_penalty_center: the norm c it pulls ‖∇d‖ toward (1: WGAN-GP's
+      two-sided penalty; 0: zero-centred, as ``vgrow.HParams``).
     clip_to_data_range: clip particles to the data's value range after
       every move (images: [-1, 1], as VGrow's official clip).
     d_optimizer: D's optimiser; its learning-rate schedule counts outer loops.
@@ -121,6 +123,7 @@ class HParams(config_lib.MethodHParams):
   step_decay_factor: float = 0.3
   batch_size: int = 256
   d_gradient_penalty: float = 0.0
+  d_gradient_penalty_center: float = 1.0
   clip_to_data_range: bool = True
   d_optimizer: config_lib.OptimizerConfig = config_lib.OptimizerConfig(
       name='adam', learning_rate=3e-3, b1=0.5, lr_decay_boundaries=(30, 50),
@@ -146,6 +149,8 @@ class HParams(config_lib.MethodHParams):
                f'must be in [1, num_particles={self.num_particles}] (particles are drawn '
                'without replacement)')
     self.check(self.d_gradient_penalty >= 0, 'd_gradient_penalty', 'must be >= 0')
+    self.check(self.d_gradient_penalty_center >= 0, 'd_gradient_penalty_center',
+               'must be >= 0')
 
   @property
   def variant(self) -> str:
@@ -235,7 +240,8 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
   d_step = particle_phase.make_discriminator_step(
       train_apply=d_net.train_apply, eval_apply=d_net.eval_apply, optimizer=d_tx,
       sample_real=dataset.sample, batch_size=hp.batch_size,
-      gradient_penalty=hp.d_gradient_penalty)
+      gradient_penalty=hp.d_gradient_penalty,
+      gradient_penalty_center=hp.d_gradient_penalty_center)
 
   def init(key: Array) -> ParticlesState:
     kd, kx = jax.random.split(key)

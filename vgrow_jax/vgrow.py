@@ -88,9 +88,13 @@ class HParams(config_lib.MethodHParams):
     clip: (lo, hi) bounds for the particles [(-1, 1) for images], or None.
     clip_to_data_range: clip to the range of the training data instead.
     jeffreys_max_scale: upper clip of s(d) for Jeffreys [100].
-    d_gradient_penalty: λ > 0 adds λ·E(‖∇d(x̂)‖ − 1)² at random points x̂
+    d_gradient_penalty: λ > 0 adds λ·E(‖∇d(x̂)‖ − c)² at random points x̂
       between the real and the pool batch to every D step [0; the
       progressive-growing code VGrow-Pg: 0.5 = its 0.5 × coef_gp 1].
+    d_gradient_penalty_center: c [1, WGAN-GP's two-sided penalty, as
+      VGrow-Pg]; 0 is the zero-centred penalty, which leaves a logistic D's
+      optimum at p_model = p_data (a constant logit, no field) in place,
+      where c = 1 pulls ‖∇d‖, and so the field, toward 1 everywhere.
     d_augment_shift: s > 0 shows D every real and pool image translated by
       its own random offset of up to s pixels each way (images only;
       :func:`vgrow_jax.augment.translate`), so that a D fitted to a few
@@ -143,6 +147,7 @@ class HParams(config_lib.MethodHParams):
   clip_to_data_range: bool = False
   jeffreys_max_scale: float = 100.0
   d_gradient_penalty: float = 0.0
+  d_gradient_penalty_center: float = 1.0
   d_augment_shift: int = 0
   g_ema_decay: float = 0.0
   sample_flow_steps: int = 0
@@ -175,6 +180,8 @@ class HParams(config_lib.MethodHParams):
     self.check(not (self.clip_to_data_range and self.clip is not None), 'clip_to_data_range',
                f'conflicts with methods.vgrow.clip={self.clip!r}; set one of them')
     self.check(self.d_gradient_penalty >= 0, 'd_gradient_penalty', 'must be >= 0')
+    self.check(self.d_gradient_penalty_center >= 0, 'd_gradient_penalty_center',
+               'must be >= 0')
     self.check(0 <= self.g_ema_decay < 1, 'g_ema_decay', 'must be in [0, 1)')
     starts = [s for s, _ in self.g_passes_schedule]
     self.check(starts == sorted(starts)
@@ -517,7 +524,8 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
     return particle_phase.make_discriminator_step(
         train_apply=d_net.train_apply, eval_apply=d_net.eval_apply, optimizer=d_tx,
         sample_real=dataset.sample, batch_size=batch_size,
-        gradient_penalty=hp.d_gradient_penalty, view_fn=d_view)
+        gradient_penalty=hp.d_gradient_penalty,
+        gradient_penalty_center=hp.d_gradient_penalty_center, view_fn=d_view)
 
   step = make_outer_loop(
       g_train_apply=g_net.train_apply, g_eval_apply=g_net.eval_apply, g_optimizer=g_tx,
