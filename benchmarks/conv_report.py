@@ -66,8 +66,10 @@ def rows(workdir: str) -> List[Dict[str, Any]]:
     hp = cfg['methods']['vgrow']
     method += ':' + hp['divergence']
     # The settings the conv runs vary: η, and a gradient penalty on D.
+    # GP₀: the zero-centred penalty (d_gradient_penalty_center 0).
+    gp = 'GP₀' if hp.get('d_gradient_penalty_center', 1.0) == 0 else 'GP'
     note = ''.join(f' {name} {hp[key]:g}' for key, name in (('step_size', 'η'),
-                                                              ('d_gradient_penalty', 'GP'))
+                                                              ('d_gradient_penalty', gp))
                    if hp.get(key))
   scored = {}
   for r in records:

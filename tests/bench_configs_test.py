@@ -148,5 +148,13 @@ def test_conv_report_sums_training_seconds_over_resumes_and_tabulates(tmp_path):
   assert text[2] == ('| `vgrow:jeffreys,dcgan` η 30 | 1 | 600, 1,810 | 41.3 | 0.0100 ± 0.0006 '
                      '| 6.29 | 7.09 | 0.041 | 0.69 / 0.86 | — |')
   assert text[3].endswith('| 0.12 |')
+  # The gradient penalty in the note, zero-centred marked GP₀.
+  for center, label in ((1.0, 'GP 10'), (0.0, 'GP₀ 10')):
+    (w / 'config.json').write_text(json.dumps({
+        'method': 'vgrow', 'methods': {'vgrow': {
+            'divergence': 'jeffreys', 'step_size': 0.5, 'd_gradient_penalty': 10.0,
+            'd_gradient_penalty_center': center}},
+        'model': {'arch': 'resnet_sn'}, 'training': {'seed': 0}}))
+    assert conv_report.rows(str(w))[0]['note'] == f' η 0.5 {label}'
   with pytest.raises(FileNotFoundError, match='not a training workdir'):
     conv_report.rows(str(tmp_path))
