@@ -37,7 +37,11 @@ def test_mnist_config_parses_method_variant_and_arch():
   # η by pair: 30 for the DCGAN D's flat logit, the official 0.5 for the SN-ResNet D.
   assert (vg.hparams.step_size, conv.hparams.step_size, resnet.hparams.step_size) == (
       0.5, 30.0, 0.5)
-  assert set(mnist.CONV_STEP_SIZE) == set(mnist.ARCHS) - {'mlp'}
+  assert set(mnist.CONV_STEP_SIZE) == set(mnist.CONV_D_PENALTY) == set(mnist.ARCHS) - {'mlp'}
+  # The SN-ResNet D gets a zero-centred gradient penalty (λ 1); the others none.
+  assert (resnet.hparams.d_gradient_penalty, resnet.hparams.d_gradient_penalty_center) == (
+      1.0, 0.0)
+  assert vg.hparams.d_gradient_penalty == conv.hparams.d_gradient_penalty == 0.0
   for name in method_lib.NAMES:
     cfg = _cfg(mnist.get_config(name))
     # One net pair for all (SNGAN adds its spectral norm; the VAE's G outputs logits).

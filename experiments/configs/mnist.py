@@ -35,21 +35,25 @@ nets VGrow's D is the net as it is, and η depends on the pair
 the particles' path (field norm 0.02–0.3), so at η = 0.5 they barely move;
 at 10 CPU-minutes its FCD was 311 / 259 / 186 / 73 at η = 0.5 / 4 / 10 / 30
 (spectral norm on x or 2·x, or U = 3, was worse: 404 / 358 / 713).
-SN-ResNet: the official η = 0.5. Its spectrally normalised D has a field
-10–100× the DCGAN D's (norm 0.25–0.8 at η = 0.5, 1.3–5.6 at η = 2 and 30,
-where D wins), and larger steps collapse G: at η = 30
-from the first loops, at η = 2 after about 300 loops. There D separates
-the particles completely (logits −27 / +11), the moved particles are
-high-frequency noise, and G fits their mean, one grey image for every z.
-η = 1 does the same (FCD 903 at 30 minutes). η = 0.5 is not robust either:
-with seed 1 D separated the particles within 100 loops (loss 0.08, field
-norm 2.6) and G collapsed by 30 minutes (FCD 922); η = 0.25, or 5 power
-iterations (the official count), or D at RMSprop 1e-4 (one class), did not
-stop it. A gradient penalty on D
-(``--config.methods.vgrow.d_gradient_penalty=10``) kept seed 1 balanced
-(D loss 1.3–1.6 over 475 loops; FID 86, FCD 69 at 30 minutes) at 16% fewer
-loops per second; it is not the default: untried on seed 0 at η = 0.5 and
-past 30 minutes.
+SN-ResNet: the official η = 0.5 and a zero-centred gradient penalty on D,
+λ = 1 (``CONV_D_PENALTY``; docs/math.md). Its spectrally normalised D has a
+field 10–100× the DCGAN D's (norm 0.25–0.8 at η = 0.5, 1.3–5.6 at η = 2 and
+30, where D wins), and larger steps collapse G: at η = 30 from the first
+loops, at η = 2 after about 300 loops. There D separates the particles
+completely (logits −27 / +11), the moved particles are high-frequency noise,
+and G fits their mean, one grey image for every z. η = 1 does the same (FCD
+903 at 30 minutes). Without a penalty η = 0.5 is not robust either: with
+seed 1 D separated the particles within 100 loops (loss 0.08, field norm
+2.6) and G collapsed by 30 minutes (FCD 922); η = 0.25, 5 power iterations
+(the official count), or D at RMSprop 1e-4 did not stop it. The zero-centred
+penalty kept seeds 0 and 1 balanced (D loss 1.2–1.3, field norm 0.3–0.4):
+FCD 19.8 / 18.2 and FID 82.5 / 43.2 at 60 CPU-minutes. It costs 19% of the
+loops (915 against 1,133 in 60 minutes), and seed 0 without it reached FCD
+10.9 and FID 47.3.
+WGAN-GP's two-sided penalty (``d_gradient_penalty_center=1``, λ = 10) also
+kept both balanced but holds ‖∇d‖, so the field, near a fixed size (norm
+about 2): FCD 52.7 / 52.1 at 60 minutes (benchmarks/RESULTS.md, B3).
+The penalty off: ``--config.methods.vgrow.d_gradient_penalty=0``.
 ``--config.model.d_spectral_norm=False --config.model.d_input_scale=1`` gives
 the unconstrained D back (faster for the first minutes, then the drift).
 
@@ -74,6 +78,8 @@ ARCHS = ('mlp', 'dcgan', 'resnet_sn')
 STEPS_PER_LOOP = 20
 D_INPUT_SCALE = 2.0  # VGrow's SN MLP D sees c·x (module docstring)
 CONV_STEP_SIZE = {'dcgan': 30.0, 'resnet_sn': 0.5}  # VGrow's η by conv pair (module docstring)
+# VGrow's zero-centred gradient penalty λ on D by conv pair (module docstring).
+CONV_D_PENALTY = {'dcgan': 0.0, 'resnet_sn': 1.0}
 _PIXEL_SCALE = 2.0 * (1024 / 784) ** 0.5
 PARTICLES = 1000  # generator-free VGrow: vgrow-eval's N generated
 
@@ -122,6 +128,9 @@ def get_config(arg: str = ''):
     c.model.d_input_scale = D_INPUT_SCALE
   if name == 'vgrow' and arch != 'mlp':
     c.methods.vgrow.step_size = CONV_STEP_SIZE[arch]
+    if CONV_D_PENALTY[arch]:
+      c.methods.vgrow.d_gradient_penalty = CONV_D_PENALTY[arch]
+      c.methods.vgrow.d_gradient_penalty_center = 0.0
   if name != 'vgrow':
     hp = c.methods[name]
     for field in ('g_steps_per_loop', 'steps_per_loop'):
