@@ -142,7 +142,7 @@ def gradient_penalty(logit_fn: Callable[[Array], Array], x: Array,
   Args:
     logit_fn: ``[B, ...] -> [B]``.
     x: ``[B, ...]`` points (e.g. :func:`interpolate`).
-    center: c ≥ 0.
+    center: c ≥ 0, a Python float (c = 0 takes its own, square-root-free branch).
 
   Returns:
     ``[]`` the mean squared deviation of the gradient norm from ``center``.
@@ -157,7 +157,7 @@ def gradient_penalty(logit_fn: Callable[[Array], Array], x: Array,
 
 def interpolated_gradient_penalty(logit_fn: Callable[[Array], Array], real: Array,
                                   fake: Array, key: Array, center: float = 1.0) -> Array:
-  """:func:`gradient_penalty` at :func:`interpolate` points: the WGAN-GP term without λ."""
+  """:func:`gradient_penalty` at :func:`interpolate` points, without λ (c = 1: WGAN-GP's term)."""
   return gradient_penalty(logit_fn, interpolate(real, fake, key), center)
 
 
