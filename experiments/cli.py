@@ -13,6 +13,7 @@ from ml_collections import config_dict
 from ml_collections import config_flags
 
 from vgrow_jax import config as config_lib
+from vgrow_jax import divergences
 from vgrow_jax import method as method_lib
 
 log = std_logging.getLogger('vgrow_jax')
@@ -137,6 +138,7 @@ class SamplingFlags(NamedTuple):
   d_input_scale: Any
   d_warmup_steps: Any
   d_batch_size: Any
+  divergence: Any
 
   def overrides(self) -> Dict[str, Any]:
     """The ``train.restore`` keywords these flags set (None: the run's own setting)."""
@@ -147,13 +149,15 @@ class SamplingFlags(NamedTuple):
             'sample_d_spectral_norm': self.d_spectral_norm.value,
             'sample_d_input_scale': self.d_input_scale.value,
             'sample_d_warmup_steps': self.d_warmup_steps.value,
-            'sample_d_batch_size': self.d_batch_size.value}
+            'sample_d_batch_size': self.d_batch_size.value,
+            'sample_divergence': self.divergence.value}
 
 
 def define_sampling_flags() -> SamplingFlags:
   """--sample_flow_steps, --sample_d_steps, --sample_step_size, --sample_step_schedule,
   --flow_space, --langevin, --sample_d_spectral_norm, --sample_d_input_scale,
-  --sample_d_warmup_steps, --sample_d_batch_size: refined sampling of any method
+  --sample_d_warmup_steps, --sample_d_batch_size, --sample_divergence: refined sampling of
+  any method
   (:mod:`vgrow_jax.refine`).
 
   VGrow's own defaults are its ``methods.vgrow.sample_*`` fields; other
@@ -203,7 +207,11 @@ def define_sampling_flags() -> SamplingFlags:
       flags.DEFINE_integer('sample_d_batch_size', None, 'With sample_flow_steps: the real '
                            'and sample batch of each D step of refined sampling (0: all the '
                            'samples of a call; unset: the run\'s own setting, else 0).',
-                           lower_bound=0))
+                           lower_bound=0),
+      flags.DEFINE_enum('sample_divergence', None, list(divergences.NAMES), 'With '
+                        'sample_flow_steps: the f-divergence whose weight s(d) scales each '
+                        "move (default: the method's flow divergence, else kl). Latent "
+                        'Langevin samples N(z)·e^{d(G(z))} with kl (s = 1) only.'))
 
 
 class RefineEntry(NamedTuple):

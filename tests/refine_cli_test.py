@@ -90,10 +90,12 @@ def test_the_flag_values_reach_train_restore(sngan_workdir, tmp_path, monkeypatc
   _sample(sngan_workdir, str(tmp_path / 's.npz'), *REFINE)  # unset: the config's D
   assert (seen['sample_d_spectral_norm'], seen['sample_d_input_scale']) == (None, None)
   assert seen['sample_d_warmup_steps'] is None and seen['sample_d_batch_size'] is None
+  assert seen['sample_divergence'] is None
   _sample(sngan_workdir, str(tmp_path / 's.npz'), '--sample_flow_steps=2',
-          '--sample_d_steps=0', '--sample_d_warmup_steps=7', '--sample_d_batch_size=16')
+          '--sample_d_steps=0', '--sample_d_warmup_steps=7', '--sample_d_batch_size=16',
+          '--sample_divergence=js')
   assert (seen['sample_d_steps'], seen['sample_d_warmup_steps'],
-          seen['sample_d_batch_size']) == (0, 7, 16)
+          seen['sample_d_batch_size'], seen['sample_divergence']) == (0, 7, 16, 'js')
 
 
 def test_a_d_fitted_once_moves_the_samples_from_the_cli(sngan_workdir, tmp_path):

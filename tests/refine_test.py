@@ -152,6 +152,34 @@ def test_vgrow_keeps_its_own_sampler_and_plain_keywords_change_nothing():
   assert refine.plan(gan, sample_flow_steps=0, sample_d_steps=0)[1] == refine.Refinement()
 
 
+def test_sample_divergence_sets_the_weight_of_each_move():
+  # VGrow-Jeffreys flows by s(d) = 1 + e^d unless told otherwise; 'kl' (s = 1) is the
+  # Langevin tilt N(z)·e^{d(G(z))} of DDLS. Both along the run's own D, in latent space.
+  cfg = config_lib.Config(model=MODEL, data=config_lib.DataConfig(name='ring')).with_hparams(
+      divergence='jeffreys')
+  ds = data_lib.ring()
+  m = method_lib.get('vgrow')(cfg, ds)
+  state = m.init(jax.random.PRNGKey(0))
+  logit = lambda y: m.logit(state, y)
+  g = lambda u: m.generate(state, u)
+  etas = jnp.full((4,), 0.05)
+  outs = {}
+  for name in (None, 'kl'):
+    kw = {} if name is None else {'sample_divergence': name}
+    cfg2, r = refine.plan(cfg, sample_flow_steps=4, sample_step_size=0.05, flow_space='latent',
+                          **kw)
+    assert r.divergence == name
+    outs[name] = refine.refined_method(cfg2, m, ds, r).generate(state, Z)
+  for name, div in ((None, 'jeffreys'), ('kl', 'kl')):
+    z = flow.latent_flow(logit, g, Z, div, step_size=etas, num_steps=4)
+    np.testing.assert_allclose(outs[name], g(z), rtol=1e-5, atol=1e-6)
+  assert np.abs(np.asarray(outs[None]) - np.asarray(outs['kl'])).max() > 1e-5
+  # In the data space the keyword takes the generic refiner, not VGrow's own sampler.
+  _, r = refine.plan(cfg, sample_flow_steps=3, sample_d_steps=1, sample_divergence='js')
+  assert r == refine.Refinement(flow_steps=3, d_steps=1, divergence='js')
+  assert refine.describe(cfg, r).endswith('before each (η = 0.5, js weight s(d))')
+
+
 def test_a_method_without_a_generator_has_no_latent_flow():
   cfg, ds, m, _ = _setup('gan')
   stored = m._replace(generate=lambda state, z: jnp.zeros((z.shape[0], 2)) + state.step)
@@ -178,6 +206,10 @@ def test_a_method_without_a_generator_has_no_latent_flow():
      r'^sample_d_input_scale=0.0: must be finite and > 0$'),
     (dict(sample_flow_steps=2, sample_d_steps=1, sample_d_spectral_norm='yes'),
      r"^sample_d_spectral_norm='yes': must be a bool$"),
+    (dict(sample_flow_steps=2, sample_divergence='hellinger'),
+     r"^sample_divergence='hellinger': expected one of \['jeffreys', 'js', 'kl', 'logd'\]$"),
+    (dict(sample_divergence='kl'),
+     r"^sample_divergence='kl' refines samples: it needs sample_flow_steps > 0$"),
 ])
 def test_bad_refinements_are_one_line_errors(kw, message):
   cfg = config_lib.Config(method='gan', model=MODEL)

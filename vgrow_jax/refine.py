@@ -88,6 +88,11 @@ class Refinement:
       A method's own D is kept as trained.
     d_input_scale: c > 0, a fresh MLP D sees c·x (None: the config's
       ``model.d_input_scale``).
+    divergence: the f-divergence whose weight s(d) scales the moves (a name of
+      :data:`vgrow_jax.divergences.NAMES`; None: the method's flow divergence,
+      ``flow_divergence``, 'kl' where it has none). Latent Langevin dynamics
+      sample N(z)·e^{d(G(z))} for 'kl' only (s = 1): another s tilts by
+      ∫ s(d) dd instead, e.g. Jeffreys' d + e^d.
   """
 
   flow_steps: int = 0
@@ -101,6 +106,7 @@ class Refinement:
   d_warmup_steps: Optional[int] = None
   d_spectral_norm: Optional[bool] = None
   d_input_scale: Optional[float] = None
+  divergence: Optional[str] = None
 
   def __post_init__(self):
     for name, value in (('sample_flow_steps', self.flow_steps),
@@ -127,11 +133,22 @@ class Refinement:
       raise ValueError(f'sample_d_input_scale={self.d_input_scale!r}: must be finite and > 0')
     if not self.d_learning_rate > 0:
       raise ValueError(f'sample_d_learning_rate={self.d_learning_rate!r}: must be > 0')
+    if self.divergence is not None:
+      if not isinstance(self.divergence, str):
+        raise ValueError(f'sample_divergence={self.divergence!r}: must be one of '
+                         f'{list(divergences.NAMES)}')
+      try:
+        divergences.get(self.divergence)
+      except ValueError:
+        raise ValueError(f'sample_divergence={self.divergence!r}: expected one of '
+                         f'{list(divergences.NAMES)}') from None
     if not self.flow_steps:
       for name, on in (('sample_d_steps', self.d_steps), ('langevin', self.langevin),
-                       ('flow_space', self.flow_space != 'data')):
+                       ('flow_space', self.flow_space != 'data'),
+                       ('sample_divergence', self.divergence is not None)):
         if on:
-          value = getattr(self, {'sample_d_steps': 'd_steps'}.get(name, name))
+          value = getattr(self, {'sample_d_steps': 'd_steps',
+                                 'sample_divergence': 'divergence'}.get(name, name))
           raise ValueError(f'{name}={value!r} refines samples: it needs sample_flow_steps > 0')
     if self.d_warmup_steps and not self.flow_steps:
       raise ValueError(f'sample_d_warmup_steps={self.d_warmup_steps!r} fits the D of refined '
@@ -272,7 +289,7 @@ def plan(cfg: config_lib.Config, **overrides: Any
       ``sample_step_schedule``, ``flow_space``, ``langevin``,
       ``sample_d_batch_size``, ``sample_d_learning_rate``,
       ``sample_d_warmup_steps``, ``sample_d_spectral_norm``,
-      ``sample_d_input_scale``; None = not given.
+      ``sample_d_input_scale``, ``sample_divergence``; None = not given.
 
   Returns:
     ``(cfg, None)`` where the method's own refined sampling applies (VGrow
@@ -286,17 +303,19 @@ def plan(cfg: config_lib.Config, **overrides: Any
   """
   known = set(OWN_FIELDS) | {'flow_space', 'langevin', 'sample_d_batch_size',
                              'sample_d_learning_rate', 'sample_d_warmup_steps',
-                             'sample_d_spectral_norm', 'sample_d_input_scale'}
+                             'sample_d_spectral_norm', 'sample_d_input_scale',
+                             'sample_divergence'}
   for k in overrides:
     if k not in known:
       raise ValueError(f'unknown refined-sampling keyword {k}; expected one of {sorted(known)}')
   given = {k: v for k, v in overrides.items() if v is not None}
   hp = cfg.hparams
   own = has_own_sampling(cfg)
-  # VGrow's own sampler has no warm-up or D rate of its own: asking for one takes the generic
-  # refiner (starting from the run's D) rather than dropping the keyword.
+  # VGrow's own sampler has no warm-up, D rate or divergence of its own: asking for one takes
+  # the generic refiner (starting from the run's D) rather than dropping the keyword.
   generic = (given.get('flow_space', 'data') != 'data' or bool(given.get('langevin', 0))
-             or 'sample_d_warmup_steps' in given or 'sample_d_learning_rate' in given)
+             or 'sample_d_warmup_steps' in given or 'sample_d_learning_rate' in given
+             or 'sample_divergence' in given)
   if own and not generic:
     for k in ('sample_d_spectral_norm', 'sample_d_input_scale'):
       if k in given:
@@ -323,7 +342,8 @@ def plan(cfg: config_lib.Config, **overrides: Any
       d_learning_rate=float(given.get('sample_d_learning_rate', 1e-3)),
       d_warmup_steps=given.get('sample_d_warmup_steps'),
       d_spectral_norm=given.get('sample_d_spectral_norm'),
-      d_input_scale=given.get('sample_d_input_scale'))
+      d_input_scale=given.get('sample_d_input_scale'),
+      divergence=given.get('sample_divergence'))
   return cfg, r
 
 
@@ -455,10 +475,17 @@ def refined_method(cfg: config_lib.Config, method: method_lib.Method,
         d_warmup_steps=warmup if r.d_warmup_steps is None else r.d_warmup_steps,
         data=dataset.arrays)
   generate = make_refined_generate(
-      generate=method.generate, divergence=getattr(hp, 'flow_divergence', 'kl'),
+      generate=method.generate, divergence=flow_divergence(cfg, r),
       num_steps=r.flow_steps, step_size=eta, step_schedule=r.step_schedule,
       flow_space=r.flow_space, langevin=r.langevin, logit=method.logit, clip=clip, **kw)
   return method._replace(generate=generate, sampling=describe(cfg, r))
+
+
+def flow_divergence(cfg: config_lib.Config, r: Refinement) -> Any:
+  """The divergence refinement ``r`` of a run of ``cfg`` flows by (its own, else the method's, else KL)."""
+  if r.divergence is not None:
+    return r.divergence
+  return getattr(cfg.hparams, 'flow_divergence', 'kl')
 
 
 def _fresh_kind(r: Refinement) -> str:
@@ -495,6 +522,8 @@ def describe(cfg: config_lib.Config, r: Refinement) -> str:
              f'{r.d_steps} step(s) before each')
   if r.d_steps and r.d_warmup_steps is not None:
     text += f' after {r.d_warmup_steps} warm-up step(s)'
+  if r.divergence is not None:
+    how.append(f'{divergences.get(r.divergence).name} weight s(d)')
   if r.langevin:
     how.append(f'Langevin noise γ = {r.langevin:g}')
   return text + (f" ({', '.join(how)})" if how else '')
