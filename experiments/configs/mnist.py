@@ -15,7 +15,16 @@ bilinear as the official code (its torchvision ``Resize(32)``), in [-1, 1].
 pairs; score it with a classifier trained at 28: ``vgrow-classifier
 --image_size=28``). There the DCGAN pair grows 7×7 → 28×28 in two doublings, a
 step costs about half, and at 60 CPU-minutes VGrow had FID 23.2 against
-SNGAN's 25.1 (seed 0; benchmarks/RESULTS.md, B3).
+SNGAN's 25.1 (seed 0; benchmarks/RESULTS.md, B3). With seed 1 VGrow's D
+separated the particles after about 350 loops (D loss log 4 → 0.06, field
+norm 0.06 → 2.7), the moves hit the clip and G learnt grey blobs (FID 336);
+a zero-centred gradient penalty on D held it off, λ = 10 for the whole hour
+(``--config.methods.vgrow.d_gradient_penalty=10
+--config.methods.vgrow.d_gradient_penalty_center=0``: FID 24.2 against
+SNGAN's 24.8, at no visible cost in loops), λ = 1 only until loop 700 (FID
+220). The default is still no penalty on the DCGAN D: λ = 10 has been run on
+that one seed only. If ``vgrow-train``'s log shows d_loss falling well below
+log 4 = 1.386 with field_norm rising, D has won: restart with the penalty.
 
 Nets, for a 2-core CPU: 'mlp' is a 2 × 512 LeakyReLU MLP pair with a tanh
 output over the 32×32 pixels, about 45× cheaper per step than the DCGAN pair
