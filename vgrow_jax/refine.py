@@ -134,14 +134,13 @@ class Refinement:
     if not self.d_learning_rate > 0:
       raise ValueError(f'sample_d_learning_rate={self.d_learning_rate!r}: must be > 0')
     if self.divergence is not None:
-      if not isinstance(self.divergence, str):
-        raise ValueError(f'sample_divergence={self.divergence!r}: must be one of '
-                         f'{list(divergences.NAMES)}')
       try:
-        divergences.get(self.divergence)
+        known = isinstance(self.divergence, str) and bool(divergences.get(self.divergence))
       except ValueError:
+        known = False
+      if not known:
         raise ValueError(f'sample_divergence={self.divergence!r}: expected one of '
-                         f'{list(divergences.NAMES)}') from None
+                         f'{list(divergences.NAMES)}')
     if not self.flow_steps:
       for name, on in (('sample_d_steps', self.d_steps), ('langevin', self.langevin),
                        ('flow_space', self.flow_space != 'data'),
@@ -475,17 +474,11 @@ def refined_method(cfg: config_lib.Config, method: method_lib.Method,
         d_warmup_steps=warmup if r.d_warmup_steps is None else r.d_warmup_steps,
         data=dataset.arrays)
   generate = make_refined_generate(
-      generate=method.generate, divergence=flow_divergence(cfg, r),
+      generate=method.generate,
+      divergence=r.divergence or getattr(hp, 'flow_divergence', 'kl'),
       num_steps=r.flow_steps, step_size=eta, step_schedule=r.step_schedule,
       flow_space=r.flow_space, langevin=r.langevin, logit=method.logit, clip=clip, **kw)
   return method._replace(generate=generate, sampling=describe(cfg, r))
-
-
-def flow_divergence(cfg: config_lib.Config, r: Refinement) -> Any:
-  """The divergence refinement ``r`` of a run of ``cfg`` flows by (its own, else the method's, else KL)."""
-  if r.divergence is not None:
-    return r.divergence
-  return getattr(cfg.hparams, 'flow_divergence', 'kl')
 
 
 def _fresh_kind(r: Refinement) -> str:
