@@ -139,6 +139,7 @@ class SamplingFlags(NamedTuple):
   d_warmup_steps: Any
   d_batch_size: Any
   divergence: Any
+  metropolis: Any
 
   def overrides(self) -> Dict[str, Any]:
     """The ``train.restore`` keywords these flags set (None: the run's own setting)."""
@@ -150,14 +151,15 @@ class SamplingFlags(NamedTuple):
             'sample_d_input_scale': self.d_input_scale.value,
             'sample_d_warmup_steps': self.d_warmup_steps.value,
             'sample_d_batch_size': self.d_batch_size.value,
-            'sample_divergence': self.divergence.value}
+            'sample_divergence': self.divergence.value,
+            'sample_metropolis': self.metropolis.value}
 
 
 def define_sampling_flags() -> SamplingFlags:
   """--sample_flow_steps, --sample_d_steps, --sample_step_size, --sample_step_schedule,
   --flow_space, --langevin, --sample_d_spectral_norm, --sample_d_input_scale,
-  --sample_d_warmup_steps, --sample_d_batch_size, --sample_divergence: refined sampling of
-  any method
+  --sample_d_warmup_steps, --sample_d_batch_size, --sample_divergence,
+  --sample_metropolis: refined sampling of any method
   (:mod:`vgrow_jax.refine`).
 
   VGrow's own defaults are its ``methods.vgrow.sample_*`` fields; other
@@ -211,7 +213,11 @@ def define_sampling_flags() -> SamplingFlags:
       flags.DEFINE_enum('sample_divergence', None, list(divergences.NAMES), 'With '
                         'sample_flow_steps: the f-divergence whose weight s(d) scales each '
                         "move (default: the method's flow divergence, else kl). Latent "
-                        'Langevin samples N(z)·e^{d(G(z))} with kl (s = 1) only.'))
+                        'Langevin samples N(z)·e^{d(G(z))} with kl (s = 1) only.'),
+      flags.DEFINE_boolean('sample_metropolis', None, 'With sample_flow_steps, '
+                           '--flow_space=latent and --langevin > 0: accept or reject each '
+                           'move (MALA), so the chain samples N(z)·e^{F(d(G(z)))} exactly '
+                           'at any η (F = d for kl; default: off).'))
 
 
 class RefineEntry(NamedTuple):

@@ -90,12 +90,13 @@ def test_the_flag_values_reach_train_restore(sngan_workdir, tmp_path, monkeypatc
   _sample(sngan_workdir, str(tmp_path / 's.npz'), *REFINE)  # unset: the config's D
   assert (seen['sample_d_spectral_norm'], seen['sample_d_input_scale']) == (None, None)
   assert seen['sample_d_warmup_steps'] is None and seen['sample_d_batch_size'] is None
-  assert seen['sample_divergence'] is None
+  assert seen['sample_divergence'] is None and seen['sample_metropolis'] is None
   _sample(sngan_workdir, str(tmp_path / 's.npz'), '--sample_flow_steps=2',
           '--sample_d_steps=0', '--sample_d_warmup_steps=7', '--sample_d_batch_size=16',
-          '--sample_divergence=js')
-  assert (seen['sample_d_steps'], seen['sample_d_warmup_steps'],
-          seen['sample_d_batch_size'], seen['sample_divergence']) == (0, 7, 16, 'js')
+          '--sample_divergence=js', '--flow_space=latent', '--langevin=1',
+          '--sample_metropolis')
+  assert (seen['sample_d_steps'], seen['sample_d_warmup_steps'], seen['sample_d_batch_size'],
+          seen['sample_divergence'], seen['sample_metropolis']) == (0, 7, 16, 'js', True)
 
 
 def test_a_d_fitted_once_moves_the_samples_from_the_cli(sngan_workdir, tmp_path):
@@ -123,6 +124,9 @@ def test_a_d_fitted_once_moves_the_samples_from_the_cli(sngan_workdir, tmp_path)
      'sample_flow_steps > 0 and sample_d_steps > 0 or sample_d_warmup_steps > 0'),
     (['--sample_d_warmup_steps=5'],
      'sample_d_warmup_steps=5 fits the D of refined sampling: it needs sample_flow_steps > 0'),
+    (REFINE + ['--sample_metropolis', '--langevin=1'],
+     "sample_metropolis=True accepts or rejects latent Langevin moves: it needs "
+     "flow_space='latent' and langevin > 0, got flow_space='data', langevin=1.0"),
 ])
 def test_a_flag_it_cannot_honour_is_one_line_naming_it(sngan_workdir, tmp_path, extra, message):
   got = _sample(sngan_workdir, str(tmp_path / 's.npz'), *extra)

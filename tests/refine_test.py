@@ -180,6 +180,29 @@ def test_sample_divergence_sets_the_weight_of_each_move():
   assert refine.describe(cfg, r).endswith('before each (η = 0.5, js weight s(d))')
 
 
+def test_sample_metropolis_accepts_or_rejects_each_latent_move():
+  # GAN's D along a fresh G in latent space, γ = 1: the refiner's moves are
+  # flow.metropolis_latent_flow's with refine's fixed key, whatever the divergence.
+  cfg, ds, m, state = _setup('gan')
+  logit = lambda y: m.logit(state, y)
+  g = lambda u: m.generate(state, u)
+  for name in ('kl', 'js'):
+    cfg2, r = refine.plan(cfg, sample_flow_steps=4, sample_step_size=0.3, flow_space='latent',
+                          langevin=1.0, sample_metropolis=True, sample_divergence=name)
+    assert r.metropolis
+    x = jax.jit(refine.refined_method(cfg2, m, ds, r).generate)(state, Z)
+    z, acc = flow.metropolis_latent_flow(logit, g, Z, name, step_size=jnp.full((4,), 0.3),
+                                         num_steps=4, noise=1.0, key=KEY(state))
+    np.testing.assert_allclose(x, g(z), rtol=1e-5, atol=1e-6)
+    assert 0 < float(acc.mean()) < 1  # some moves are rejected at this η, some taken
+  _, plain = refine.plan(cfg, sample_flow_steps=4, sample_step_size=0.3, flow_space='latent',
+                         langevin=1.0)
+  unadjusted = refine.refined_method(cfg, m, ds, plain).generate(state, Z)
+  assert np.abs(np.asarray(unadjusted) - np.asarray(x)).max() > 1e-4
+  assert refine.describe(cfg, r).endswith(
+      '(η = 0.3, js weight s(d), Langevin noise γ = 1, each move Metropolis-adjusted (MALA))')
+
+
 def test_a_method_without_a_generator_has_no_latent_flow():
   cfg, ds, m, _ = _setup('gan')
   stored = m._replace(generate=lambda state, z: jnp.zeros((z.shape[0], 2)) + state.step)
@@ -210,6 +233,13 @@ def test_a_method_without_a_generator_has_no_latent_flow():
      r"^sample_divergence='hellinger': expected one of \['jeffreys', 'js', 'kl', 'logd'\]$"),
     (dict(sample_divergence='kl'),
      r"^sample_divergence='kl' refines samples: it needs sample_flow_steps > 0$"),
+    (dict(sample_metropolis=True),
+     r"^sample_metropolis=True refines samples: it needs sample_flow_steps > 0$"),
+    (dict(sample_flow_steps=2, sample_metropolis=True, langevin=1.0),
+     r"^sample_metropolis=True accepts or rejects latent Langevin moves: it needs "
+     r"flow_space='latent' and langevin > 0, got flow_space='data', langevin=1.0$"),
+    (dict(sample_flow_steps=2, sample_metropolis=True, flow_space='latent'),
+     r"^sample_metropolis=True accepts .* got flow_space='latent', langevin=0.0$"),
 ])
 def test_bad_refinements_are_one_line_errors(kw, message):
   cfg = config_lib.Config(method='gan', model=MODEL)

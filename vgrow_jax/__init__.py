@@ -1,7 +1,7 @@
 """vgrow_jax: deep generative learning by Variational Gradient Flow, in JAX.
 
 The flow itself (:mod:`vgrow_jax.flow`: ``flow_step``, ``flow_particles``,
-``latent_flow``), the particle phase (:mod:`vgrow_jax.particle_phase`:
+``latent_flow``, ``metropolis_latent_flow``), the particle phase (:mod:`vgrow_jax.particle_phase`:
 ``make_discriminator_step``, ``refit_flow``) and the divergence table
 (:mod:`vgrow_jax.divergences`) are pure functions usable on their own; the
 rest is a trainer around them. ``load(workdir)`` gives a trained run's G and
@@ -40,6 +40,7 @@ from vgrow_jax.flow import field_and_logit
 from vgrow_jax.flow import flow_particles
 from vgrow_jax.flow import flow_step
 from vgrow_jax.flow import latent_flow
+from vgrow_jax.flow import metropolis_latent_flow
 from vgrow_jax.flow import standard_normal_log_prob
 from vgrow_jax.flow import vector_field
 from vgrow_jax.particle_phase import Discriminator
@@ -65,7 +66,7 @@ __all__ = [
     'metrics', 'models', 'particle_phase', 'train', 'checkpoint', 'plotting', 'loader',
     # the flow
     'density_ratio', 'field_and_logit', 'vector_field', 'clip_particles', 'flow_step',
-    'flow_particles', 'latent_flow', 'standard_normal_log_prob',
+    'flow_particles', 'latent_flow', 'metropolis_latent_flow', 'standard_normal_log_prob',
     # the particle phase
     'Discriminator', 'discriminator_loss', 'make_discriminator_step', 'refit_flow',
     # runs

@@ -44,12 +44,17 @@ class Divergence(NamedTuple):
     scale: s(d), elementwise on logits ``[B]`` -> ``[B]``.
     f: the generator f(u) (for evaluating D_f itself), or None if unknown.
     f_second: f''(u), elementwise.
+    tilt: F(d) with F' = s up to a constant, elementwise, or None if unknown.
+      A latent Langevin flow with weight s(d) and the prior's drift samples
+      p_Z(z)·e^{F(d(G(z)))} (:func:`vgrow_jax.flow.metropolis_latent_flow`
+      needs F for its accept step).
   """
 
   name: str
   scale: ScaleFn
   f: Optional[Callable[[Array], Array]]
   f_second: Callable[[Array], Array]
+  tilt: Optional[ScaleFn] = None
 
 
 def _xlogx(u: Array) -> Array:
@@ -57,41 +62,46 @@ def _xlogx(u: Array) -> Array:
 
 
 def kl() -> Divergence:
-  """KL(q‖p): f(u) = u log u, s(d) = 1 (the field is the plain ∇d)."""
+  """KL(q‖p): f(u) = u log u, s(d) = 1 (the field is the plain ∇d); tilt F(d) = d."""
   return Divergence(
       name='kl',
       scale=jnp.ones_like,
       f=_xlogx,
       f_second=lambda u: 1.0 / u,
+      tilt=lambda d: d,
   )
 
 
 def js() -> Divergence:
-  """Jensen–Shannon: s(d) = 1/(1 + r) = sigmoid(d)."""
+  """Jensen–Shannon: s(d) = 1/(1 + r) = sigmoid(d); tilt F(d) = log(1 + e^d)."""
   return Divergence(
       name='js',
       scale=jax.nn.sigmoid,
       f=lambda u: _xlogx(u) - (u + 1) * jnp.log((u + 1) / 2),
       f_second=lambda u: 1.0 / (u * (u + 1)),
+      tilt=jax.nn.softplus,
   )
 
 
 def logd() -> Divergence:
-  """The 'logD trick' divergence: s(d) = r/(1 + r) = sigmoid(-d)."""
+  """The 'logD trick' divergence: s(d) = r/(1 + r) = sigmoid(-d); tilt −log(1 + e^{−d})."""
   return Divergence(
       name='logd',
       scale=lambda d: jax.nn.sigmoid(-d),
       f=lambda u: (u + 1) * jnp.log(u + 1) - 2 * math.log(2.0),
       f_second=lambda u: 1.0 / (1 + u),
+      tilt=lambda d: -jax.nn.softplus(-d),
   )
 
 
 def jeffreys(*, max_scale: Optional[float] = 100.0) -> Divergence:
-  """Jeffreys (symmetrised KL): s(d) = 1 + e^d.
+  """Jeffreys (symmetrised KL): s(d) = 1 + e^d; tilt F(d) = d + e^d.
 
   Args:
     max_scale: upper clip of s, as in the official code ([1, 100]); None
       leaves s unclipped (it overflows to inf for d > ~88 in float32).
+      The tilt is the integral of the clipped s, d + min(e^d, e^c) + e^c·max(d − c, 0)
+      with c = log(max_scale − 1), so F' = s everywhere.
   """
   if max_scale is not None and not max_scale > 1:
     raise ValueError(f'jeffreys max_scale must be > 1, got {max_scale!r}')
@@ -102,11 +112,18 @@ def jeffreys(*, max_scale: Optional[float] = 100.0) -> Divergence:
     # Clip d before exp so that neither the value nor its gradient overflows.
     return 1 + jnp.exp(jnp.minimum(d, math.log(max_scale - 1)))
 
+  def tilt(d: Array) -> Array:
+    if max_scale is None:
+      return d + jnp.exp(d)
+    c = math.log(max_scale - 1)
+    return d + jnp.exp(jnp.minimum(d, c)) + (max_scale - 1) * jnp.maximum(d - c, 0.0)
+
   return Divergence(
       name='jeffreys',
       scale=scale,
       f=lambda u: (u - 1) * jnp.log(u),
       f_second=lambda u: (u + 1) / u**2,
+      tilt=tilt,
   )
 
 

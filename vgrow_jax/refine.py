@@ -93,6 +93,10 @@ class Refinement:
       ``flow_divergence``, 'kl' where it has none). Latent Langevin dynamics
       sample N(z)·e^{d(G(z))} for 'kl' only (s = 1): another s tilts by
       ∫ s(d) dd instead, e.g. Jeffreys' d + e^d.
+    metropolis: accept or reject each latent Langevin move (MALA,
+      :func:`vgrow_jax.flow.metropolis_latent_flow`), so the chain keeps
+      N(z)·e^{F(d(G(z)))} (to the power 1/γ) exactly invariant at any η, F the
+      divergence's tilt; needs ``flow_space='latent'`` and γ > 0.
   """
 
   flow_steps: int = 0
@@ -107,6 +111,7 @@ class Refinement:
   d_spectral_norm: Optional[bool] = None
   d_input_scale: Optional[float] = None
   divergence: Optional[str] = None
+  metropolis: bool = False
 
   def __post_init__(self):
     for name, value in (('sample_flow_steps', self.flow_steps),
@@ -141,13 +146,21 @@ class Refinement:
       if not known:
         raise ValueError(f'sample_divergence={self.divergence!r}: expected one of '
                          f'{list(divergences.NAMES)}')
+    if not isinstance(self.metropolis, bool):
+      raise ValueError(f'sample_metropolis={self.metropolis!r}: must be a bool')
+    if self.metropolis and self.flow_steps and not (self.flow_space == 'latent'
+                                                    and self.langevin > 0):
+      raise ValueError(f'sample_metropolis=True accepts or rejects latent Langevin moves: it '
+                       f'needs flow_space=\'latent\' and langevin > 0, got '
+                       f'flow_space={self.flow_space!r}, langevin={self.langevin!r}')
     if not self.flow_steps:
       for name, on in (('sample_d_steps', self.d_steps), ('langevin', self.langevin),
                        ('flow_space', self.flow_space != 'data'),
-                       ('sample_divergence', self.divergence is not None)):
+                       ('sample_divergence', self.divergence is not None),
+                       ('sample_metropolis', self.metropolis)):
         if on:
-          value = getattr(self, {'sample_d_steps': 'd_steps',
-                                 'sample_divergence': 'divergence'}.get(name, name))
+          value = getattr(self, {'sample_d_steps': 'd_steps', 'sample_divergence': 'divergence',
+                                 'sample_metropolis': 'metropolis'}.get(name, name))
           raise ValueError(f'{name}={value!r} refines samples: it needs sample_flow_steps > 0')
     if self.d_warmup_steps and not self.flow_steps:
       raise ValueError(f'sample_d_warmup_steps={self.d_warmup_steps!r} fits the D of refined '
@@ -188,6 +201,7 @@ def make_refined_generate(
     step_schedule: str = 'constant',
     flow_space: str = 'data',
     langevin: float = 0.0,
+    metropolis: bool = False,
     logit: Optional[Callable[[Any, Array], Array]] = None,
     d_steps: int = 0,
     start_d: Optional[Callable[[Any], particle_phase.Discriminator]] = None,
@@ -209,6 +223,7 @@ def make_refined_generate(
     step_schedule: 'constant' or 'linear'.
     flow_space: 'data' or 'latent'.
     langevin: γ ≥ 0.
+    metropolis: accept or reject each latent move (needs 'latent' and γ > 0).
     logit: ``(state, x) -> [N]``, the final D (with ``d_steps`` = 0).
     d_steps: U ≥ 0; U > 0 re-fits D before each move.
     start_d: ``state -> Discriminator``, the D re-fitting starts from.
@@ -228,6 +243,9 @@ def make_refined_generate(
 
   def move(logit_fn, u, g, eta, n_steps, key):
     """n_steps moves of u (latents or samples) along logit_fn."""
+    if latent and metropolis:
+      return flow.metropolis_latent_flow(logit_fn, g, u, div, step_size=eta,
+                                         num_steps=n_steps, noise=langevin, key=key)[0]
     if latent:
       return flow.latent_flow(logit_fn, g, u, div, step_size=eta, num_steps=n_steps,
                               noise=langevin, key=key)
@@ -288,7 +306,8 @@ def plan(cfg: config_lib.Config, **overrides: Any
       ``sample_step_schedule``, ``flow_space``, ``langevin``,
       ``sample_d_batch_size``, ``sample_d_learning_rate``,
       ``sample_d_warmup_steps``, ``sample_d_spectral_norm``,
-      ``sample_d_input_scale``, ``sample_divergence``; None = not given.
+      ``sample_d_input_scale``, ``sample_divergence``, ``sample_metropolis``;
+      None = not given.
 
   Returns:
     ``(cfg, None)`` where the method's own refined sampling applies (VGrow
@@ -303,7 +322,7 @@ def plan(cfg: config_lib.Config, **overrides: Any
   known = set(OWN_FIELDS) | {'flow_space', 'langevin', 'sample_d_batch_size',
                              'sample_d_learning_rate', 'sample_d_warmup_steps',
                              'sample_d_spectral_norm', 'sample_d_input_scale',
-                             'sample_divergence'}
+                             'sample_divergence', 'sample_metropolis'}
   for k in overrides:
     if k not in known:
       raise ValueError(f'unknown refined-sampling keyword {k}; expected one of {sorted(known)}')
@@ -314,7 +333,7 @@ def plan(cfg: config_lib.Config, **overrides: Any
   # the generic refiner (starting from the run's D) rather than dropping the keyword.
   generic = (given.get('flow_space', 'data') != 'data' or bool(given.get('langevin', 0))
              or 'sample_d_warmup_steps' in given or 'sample_d_learning_rate' in given
-             or 'sample_divergence' in given)
+             or 'sample_divergence' in given or bool(given.get('sample_metropolis')))
   if own and not generic:
     for k in ('sample_d_spectral_norm', 'sample_d_input_scale'):
       if k in given:
@@ -342,7 +361,8 @@ def plan(cfg: config_lib.Config, **overrides: Any
       d_warmup_steps=given.get('sample_d_warmup_steps'),
       d_spectral_norm=given.get('sample_d_spectral_norm'),
       d_input_scale=given.get('sample_d_input_scale'),
-      divergence=given.get('sample_divergence'))
+      divergence=given.get('sample_divergence'),
+      metropolis=given.get('sample_metropolis', False))
   return cfg, r
 
 
@@ -477,7 +497,8 @@ def refined_method(cfg: config_lib.Config, method: method_lib.Method,
       generate=method.generate,
       divergence=r.divergence or getattr(hp, 'flow_divergence', 'kl'),
       num_steps=r.flow_steps, step_size=eta, step_schedule=r.step_schedule,
-      flow_space=r.flow_space, langevin=r.langevin, logit=method.logit, clip=clip, **kw)
+      flow_space=r.flow_space, langevin=r.langevin, metropolis=r.metropolis,
+      logit=method.logit, clip=clip, **kw)
   return method._replace(generate=generate, sampling=describe(cfg, r))
 
 
@@ -519,4 +540,6 @@ def describe(cfg: config_lib.Config, r: Refinement) -> str:
     how.append(f'{divergences.get(r.divergence).name} weight s(d)')
   if r.langevin:
     how.append(f'Langevin noise γ = {r.langevin:g}')
+  if r.metropolis:
+    how.append('each move Metropolis-adjusted (MALA)')
   return text + (f" ({', '.join(how)})" if how else '')
