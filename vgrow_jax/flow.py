@@ -222,15 +222,21 @@ def flow_step(
                noise, key if on else None, 'flow_step')
 
 
-def _flow(logit_fn: LogitFn, x: Array, div: divergences.Divergence, *, step_size: StepSize,
-          num_steps: int, clip: Clip, drift_fn: Optional[DriftFn], noise: Any,
-          key: Optional[Array], return_trajectory: bool, caller: str) -> Array:
+def check_schedule(step_size: StepSize, num_steps: Any, caller: str) -> Tuple[int, ...]:
+  """The shape of η, after one-line errors for K < 0 or an η neither scalar nor ``[K]``."""
   if not isinstance(num_steps, (int, np.integer)) or num_steps < 0:
     raise ValueError(f'{caller}: num_steps={num_steps!r} must be an int >= 0')
   shape = np.shape(step_size)
   if len(shape) > 1 or (len(shape) == 1 and shape[0] != num_steps):
     raise ValueError(f'{caller}: step_size of shape {shape} must be a scalar or a '
                      f'[num_steps] = [{num_steps}] schedule')
+  return shape
+
+
+def _flow(logit_fn: LogitFn, x: Array, div: divergences.Divergence, *, step_size: StepSize,
+          num_steps: int, clip: Clip, drift_fn: Optional[DriftFn], noise: Any,
+          key: Optional[Array], return_trajectory: bool, caller: str) -> Array:
+  shape = check_schedule(step_size, num_steps, caller)
   keys = jax.random.split(key, num_steps) if _has_noise(noise, key, caller) else None
   _check_shapes(logit_fn, x, drift_fn, caller)
   etas = None if len(shape) == 0 else jnp.asarray(step_size)  # [K]
@@ -423,12 +429,7 @@ def metropolis_latent_flow(
     raise ValueError(f'{caller}: noise={noise!r} must be a concrete γ > 0') from None
   if not (gamma > 0 and math.isfinite(gamma)):
     raise ValueError(f'{caller}: noise={noise!r} must be a finite γ > 0')
-  if not isinstance(num_steps, (int, np.integer)) or num_steps < 0:
-    raise ValueError(f'{caller}: num_steps={num_steps!r} must be an int >= 0')
-  shape = np.shape(step_size)
-  if len(shape) > 1 or (len(shape) == 1 and shape[0] != num_steps):
-    raise ValueError(f'{caller}: step_size of shape {shape} must be a scalar or a '
-                     f'[num_steps] = [{num_steps}] schedule')
+  check_schedule(step_size, num_steps, caller)
   if key is None:
     raise ValueError(f'{caller}: needs a key (e.g. key=jax.random.PRNGKey(0))')
   logit = lambda y: logit_fn(generator_fn(y))

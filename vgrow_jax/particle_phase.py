@@ -236,13 +236,9 @@ def refit_flow(
     ValueError: a ``step_size`` that is neither a scalar nor ``[num_steps]``,
       or ``d_steps`` / ``num_steps`` < 0.
   """
-  for name, value in (('d_steps', d_steps), ('num_steps', num_steps)):
-    if not isinstance(value, (int, np.integer)) or value < 0:
-      raise ValueError(f'refit_flow: {name}={value!r} must be an int >= 0')
-  shape = np.shape(step_size)
-  if len(shape) > 1 or (len(shape) == 1 and shape[0] != num_steps):
-    raise ValueError(f'refit_flow: step_size of shape {shape} must be a scalar or a '
-                     f'[num_steps] = [{num_steps}] schedule')
+  if not isinstance(d_steps, (int, np.integer)) or d_steps < 0:
+    raise ValueError(f'refit_flow: d_steps={d_steps!r} must be an int >= 0')
+  shape = flow.check_schedule(step_size, num_steps, 'refit_flow')
   div = divergences.get(divergence)
   view = view_fn or _identity_view
 
