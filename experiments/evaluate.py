@@ -17,7 +17,7 @@ record is appended to ``W/metrics.jsonl``.
 
 import json
 import os
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -41,6 +41,24 @@ def _read_data_spec(workdir: str):
 def _sampling(method) -> Dict[str, str]:
   """The protocol entry naming refined sampling, when the method's ``generate`` refines."""
   return {'sampling': method.sampling} if method.sampling else {}
+
+
+def _sample_stats(stats: Dict[str, np.ndarray]) -> Dict[str, float]:
+  """Record entries of refined sampling's per-sample stats (a Metropolis acceptance rate)."""
+  if 'acceptance' not in stats:
+    return {}
+  a = stats['acceptance']  # [N]: each chain's fraction of moves accepted
+  return {'eval_sample_acceptance': float(a.mean()),
+          'eval_sample_acceptance_min': float(a.min()),
+          'eval_sample_acceptance_max': float(a.max())}
+
+
+def _acceptance_line(r: Dict[str, Any]) -> List[str]:
+  if 'eval_sample_acceptance' not in r:
+    return []
+  return [f"  Metropolis acceptance {r['eval_sample_acceptance']:.3f} of the moves (per chain "
+          f"{r['eval_sample_acceptance_min']:.2f}–{r['eval_sample_acceptance_max']:.2f}; "
+          'low: the unadjusted chain at this η is far from the law it targets)']
 
 
 def _append(workdir: str, record: Dict[str, Any]) -> None:
@@ -67,13 +85,14 @@ def evaluate_mode_workdir(workdir: str, *, num_samples: int = 2500, step=None,
   cfg, method, state = train.restore(workdir, step, **sampling)
   spec = _read_data_spec(workdir)
   seed = cfg.training.seed if latent_seed is None else latent_seed
-  samples = train.generate(method, state, train.eval_latents(method, seed, num_samples))
+  samples, stats = train.generate(method, state, train.eval_latents(method, seed, num_samples),
+                                  aux=True)
   m = metrics.mode_metrics(samples, np.asarray(spec['modes']), spec['std'])
   protocol = {'n_generated': num_samples, 'data': spec['name'], 'latent_seed': seed,
               'high_quality': f"within 3σ = {3 * spec['std']:g} of the nearest mean",
               **_sampling(method)}
   record = {'loop': int(state.step), **{f'eval_{k}': v for k, v in m.items()},
-            'protocol': protocol}
+            **_sample_stats(stats), 'protocol': protocol}
   _append(workdir, record)
   return record
 
@@ -86,7 +105,7 @@ def format_mode_record(r: Dict[str, Any]) -> str:
           f"  modes {r['eval_modes']}/{r['eval_num_modes']}, high quality "
           f"{100 * r['eval_high_quality']:.1f}% ({p['high_quality']}), reverse KL "
           f"{r['eval_reverse_kl']:.4f}, spread {r['eval_spread']:.3f}σ "
-          '(exact 2-D samples: 0.974σ)')
+          '(exact 2-D samples: 0.974σ)' + ''.join('\n' + x for x in _acceptance_line(r)))
 
 
 def generated_images(workdir: str, num_samples: int, *, step=None,
@@ -95,7 +114,8 @@ def generated_images(workdir: str, num_samples: int, *, step=None,
 
   Returns:
     (images ``[N, H, W, C]`` in the data's value range, that range, ``{'loop': ...,
-    'sampling': ...}``).
+    'sampling': ..., 'acceptance': ...}``; 'sampling' with refined sampling,
+    'acceptance', the mean Metropolis acceptance rate, with ``sample_metropolis``).
 
   Raises:
     FileNotFoundError: not a workdir, or no checkpoint. ValueError: not image data.
@@ -105,11 +125,14 @@ def generated_images(workdir: str, num_samples: int, *, step=None,
     raise ValueError(f'workdir {workdir!r} holds {spec["name"]} (example shape '
                      f'{tuple(spec["shape"])}), not images')
   cfg, method, state = train.restore(workdir, step, **sampling)
-  images = train.generate(method, state, train.eval_latents(method, cfg.training.seed,
-                                                            num_samples))
+  images, stats = train.generate(
+      method, state, train.eval_latents(method, cfg.training.seed, num_samples), aux=True)
   spec = _read_data_spec(workdir)  # restore found it
   value_range = (float(spec['value_range'][0]), float(spec['value_range'][1]))
-  return images, value_range, {'loop': int(state.step), **_sampling(method)}
+  info = {'loop': int(state.step), **_sampling(method)}
+  if 'acceptance' in stats:
+    info['acceptance'] = float(stats['acceptance'].mean())
+  return images, value_range, info
 
 
 def _inception_reference(workdir: str, key: str,
@@ -208,7 +231,8 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
   reference = np.asarray(image_data.to_unit_range(ref.images[pick]))
   n = len(reference)
   seed = cfg.training.seed if latent_seed is None else latent_seed
-  generated = train.generate(method, state, train.eval_latents(method, seed, n))
+  generated, stats = train.generate(method, state, train.eval_latents(method, seed, n),
+                                    aux=True)
   clf = load_or_train_classifier(workdir, classifier_path, data_cfg)
   m = image_metrics.evaluate_images(generated, reference, feature_fn=clf.features,
                                     probs_fn=clf.probs, kid_subsets=kid_subsets,
@@ -229,7 +253,8 @@ def evaluate_workdir(workdir: str, *, classifier_path: str = '', num_samples: in
             'eval_kid_std': m['kid_std'], 'eval_classifier_score': m['score'],
             'eval_classifier_score_reference': m['score_reference'],
             'eval_class_tv': m['class_tv'],
-            'eval_precision': m['precision'], 'eval_recall': m['recall'], 'protocol': protocol}
+            'eval_precision': m['precision'], 'eval_recall': m['recall'],
+            **_sample_stats(stats), 'protocol': protocol}
   if held_out and method.logit is not None:
     # As many training images as reference images, so the two means are alike in noise.
     train_imgs = image_data.load_arrays(data_cfg, data_cfg.split).images
@@ -266,7 +291,7 @@ def format_record(r: Dict[str, Any]) -> str:
       f"  class balance: label-histogram TV distance to the reference {r['eval_class_tv']:.3f}",
       f"  precision {r['eval_precision']:.3f}, recall {r['eval_recall']:.3f} "
       f"({p['precision_recall']})",
-  ] + ([f"  discriminator: mean logit {r['eval_d_logit_train']:.3f} on training images, "
+  ] + _acceptance_line(r) + ([f"  discriminator: mean logit {r['eval_d_logit_train']:.3f} on training images, "
          f"{r['eval_d_logit_held_out']:.3f} on held-out ones (gap {r['eval_d_gap']:.3f}; a "
          "large gap means D memorised its training images)"] if 'eval_d_gap' in r else []
   ) + ([f"  FID {r['eval_fid']:.3f}, Inception KID {r['eval_inception_kid']:.5f} ± "

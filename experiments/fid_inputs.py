@@ -139,6 +139,8 @@ def read_source(path: str, *, num_samples: Optional[int] = None, weights_sha1: s
     images, value_range, info = evaluate.generated_images(
         path, num_samples or DEFAULT_WORKDIR_N, step=step, **sampling)
     how = f", {info['sampling']}" if 'sampling' in info else ''
+    if 'acceptance' in info:
+      how += f", {info['acceptance']:.3f} of the moves accepted"
     return Source(f"workdir {path} (outer loop {info['loop']}{how})", len(images),
                   images=np.asarray(images, np.float32), data_range=value_range)
   if os.path.isdir(path):

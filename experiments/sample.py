@@ -1,7 +1,8 @@
 """Writes samples from a workdir's latest checkpoint:
 ``vgrow-sample --workdir=W --num=2500 --out=samples.npz``.
 
-The npz holds ``samples`` [num, ...] and the latents ``z`` [num, nz].
+The npz holds ``samples`` [num, ...], the latents ``z`` [num, nz] and, with
+``--sample_metropolis``, ``acceptance`` [num]: each chain's fraction of moves accepted.
 """
 
 import sys
@@ -35,12 +36,14 @@ def main(argv):
   try:
     # train.generate traces on all --num latents first, so a --num the method
     # cannot give (more than a generator-free run's particles) fails before sampling.
-    samples = train.generate(method, state, z)
+    samples, stats = train.generate(method, state, z, aux=True)
   except ValueError as e:
     sys.exit(f'vgrow-sample: {e}')
-  np.savez(_OUT.value, samples=samples, z=np.asarray(z))
+  np.savez(_OUT.value, samples=samples, z=np.asarray(z), **stats)
+  accepted = (f"; {stats['acceptance'].mean():.3f} of the Metropolis moves accepted"
+              if 'acceptance' in stats else '')
   print(f'wrote {samples.shape[0]} samples of shape {samples.shape[1:]} from outer loop '
-        f'{int(state.step)} to {_OUT.value}')
+        f'{int(state.step)} to {_OUT.value}{accepted}')
 
 
 def run():

@@ -61,6 +61,30 @@ def _sample(wd, out, *extra):
   return np.load(out)['samples']
 
 
+def test_the_acceptance_rate_reaches_vgrow_sample_and_vgrow_eval(sngan_workdir, tmp_path):
+  from experiments import evaluate  # pylint: disable=g-import-not-at-top
+  mala = dict(sample_flow_steps=3, sample_d_steps=0, sample_d_warmup_steps=5,
+              sample_step_size=0.5, flow_space='latent', langevin=1.0, sample_metropolis=True)
+  out = tmp_path / 's.npz'
+  _sample(sngan_workdir, out, *(f'--{k}={v}' for k, v in mala.items()))
+  with np.load(out) as f:
+    assert f['samples'].shape == (NUM, 2) and f['acceptance'].shape == (NUM,)
+    a = f['acceptance']
+  assert ((a >= 0) & (a <= 1)).all() and np.allclose(a * 3, np.round(a * 3), atol=1e-5)
+  # vgrow-eval's record: the mean and range over the chains of its fixed latents.
+  r = evaluate.evaluate_mode_workdir(sngan_workdir, num_samples=NUM, **mala)
+  cfg, method, state = train.restore(sngan_workdir, None, **mala)
+  _, stats = train.generate(method, state, train.eval_latents(method, cfg.training.seed, NUM),
+                            aux=True)
+  assert r['eval_sample_acceptance'] == pytest.approx(float(stats['acceptance'].mean()))
+  assert (r['eval_sample_acceptance_min'], r['eval_sample_acceptance_max']) == pytest.approx(
+      (float(stats['acceptance'].min()), float(stats['acceptance'].max())))
+  assert 'Metropolis acceptance' in evaluate.format_mode_record(r)
+  plain = evaluate.evaluate_mode_workdir(sngan_workdir, num_samples=NUM)
+  assert 'eval_sample_acceptance' not in plain
+  assert 'Metropolis' not in evaluate.format_mode_record(plain)
+
+
 def test_the_flags_reach_the_fresh_d_and_bound_the_move_by_eta_c(sngan_workdir, tmp_path):
   out = str(tmp_path / 's.npz')
   plain = _sample(sngan_workdir, out)

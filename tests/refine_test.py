@@ -195,12 +195,35 @@ def test_sample_metropolis_accepts_or_rejects_each_latent_move():
                                          num_steps=4, noise=1.0, key=KEY(state))
     np.testing.assert_allclose(x, g(z), rtol=1e-5, atol=1e-6)
     assert 0 < float(acc.mean()) < 1  # some moves are rejected at this η, some taken
+    # generate_aux gives the same samples and each chain's acceptance rate.
+    x_aux, stats = jax.jit(refine.refined_method(cfg2, m, ds, r).generate_aux)(state, Z)
+    np.testing.assert_array_equal(x_aux, x)
+    np.testing.assert_allclose(stats['acceptance'], acc, rtol=1e-6)
   _, plain = refine.plan(cfg, sample_flow_steps=4, sample_step_size=0.3, flow_space='latent',
                          langevin=1.0)
+  assert refine.refined_method(cfg, m, ds, plain).generate_aux is None
   unadjusted = refine.refined_method(cfg, m, ds, plain).generate(state, Z)
   assert np.abs(np.asarray(unadjusted) - np.asarray(x)).max() > 1e-4
   assert refine.describe(cfg, r).endswith(
       '(η = 0.3, js weight s(d), Langevin noise γ = 1, each move Metropolis-adjusted (MALA))')
+
+
+def test_acceptance_of_moves_along_a_re_fitted_d_counts_every_move():
+  # D re-fitted before each of K = 5 moves: each chain's rate is a count over K moves,
+  # near 1 for tiny moves (MALA's rejections are O(η^{3/2})) and lower for large ones.
+  cfg, ds, m, state = _setup('sngan')
+  rates = {}
+  for eta in (1e-4, 1.0):
+    cfg2, r = refine.plan(cfg, sample_flow_steps=5, sample_d_steps=1, sample_step_size=eta,
+                          flow_space='latent', langevin=1.0, sample_metropolis=True)
+    rm = refine.refined_method(cfg2, m, ds, r)
+    x, stats = jax.jit(rm.generate_aux)(state, Z)
+    np.testing.assert_array_equal(x, jax.jit(rm.generate)(state, Z))
+    a = np.asarray(stats['acceptance'])  # [64]
+    assert a.shape == (64,)
+    np.testing.assert_allclose(a * 5, np.round(a * 5), atol=1e-5)
+    rates[eta] = a.mean()
+  assert rates[1e-4] > 0.99 and rates[1.0] < rates[1e-4] - 0.05, rates
 
 
 def test_a_method_without_a_generator_has_no_latent_flow():

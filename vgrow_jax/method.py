@@ -38,6 +38,10 @@ class Method(NamedTuple):
       :func:`vgrow_jax.image_metrics.logit_gap`; None for methods without one.
     sampling: how ``generate`` refines its samples, in words for the
       protocols of ``vgrow-eval`` ('' = it does not; :mod:`vgrow_jax.refine`).
+    generate_aux: ``(state, z [N, nz]) -> (samples [N, ...], {name: [N]})``,
+      ``generate`` with what refined sampling measured per sample (with
+      Metropolis-adjusted moves, ``'acceptance'``: the fraction of each
+      chain's moves accepted); None where it measures nothing.
   """
 
   name: str
@@ -47,6 +51,7 @@ class Method(NamedTuple):
   latent_dim: int
   logit: Optional[Callable[[Any, Array], Array]] = None
   sampling: str = ''
+  generate_aux: Optional[Callable[[Any, Array], Tuple[Array, Dict[str, Array]]]] = None
 
 
 # name -> 'module:factory'; imported lazily so that a method's dependencies

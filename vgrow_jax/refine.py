@@ -211,7 +211,8 @@ def make_refined_generate(
     d_warmup_steps: int = 0,
     data: Any = None,
     clip: flow.Clip = None,
-) -> Callable[[Any, Array], Array]:
+    aux: bool = False,
+) -> Callable[[Any, Array], Any]:
   """``generate`` followed by K flow steps, as a pure ``(state, z [N, nz]) -> x [N, ...]``.
 
   Args:
@@ -233,26 +234,32 @@ def make_refined_generate(
     d_warmup_steps: D steps on G(z) before the first move.
     data: the real-data pytree the D steps draw from.
     clip: optional ``(lo, hi)`` after every move in the data space.
+    aux: return ``(x, stats)`` instead of x, ``stats`` a dict of ``[N]``
+      arrays: with ``metropolis``, ``'acceptance'``, the fraction of each
+      chain's K moves accepted; else empty.
 
   Returns:
-    ``refined(state, z) -> x``. Its draws come from ``fold_in(state.key, 2**31 − 1)``,
-    so the same latents give the same samples.
+    ``refined(state, z) -> x`` (``-> (x, stats)`` with ``aux``). Its draws come
+    from ``fold_in(state.key, 2**31 − 1)``, so the same latents give the same samples.
   """
   latent = flow_space == 'latent'
   div = divergences.get(divergence)
 
   def move(logit_fn, u, g, eta, n_steps, key):
-    """n_steps moves of u (latents or samples) along logit_fn."""
+    """n_steps moves of u (latents or samples) along logit_fn -> (u, accepted moves [N])."""
     if latent and metropolis:
-      return flow.metropolis_latent_flow(logit_fn, g, u, div, step_size=eta,
-                                         num_steps=n_steps, noise=langevin, key=key)[0]
+      u, rate = flow.metropolis_latent_flow(logit_fn, g, u, div, step_size=eta,
+                                            num_steps=n_steps, noise=langevin, key=key)
+      return u, rate * n_steps
     if latent:
-      return flow.latent_flow(logit_fn, g, u, div, step_size=eta, num_steps=n_steps,
-                              noise=langevin, key=key)
-    return flow.flow_particles(logit_fn, u, div, step_size=eta, num_steps=n_steps,
-                               clip=clip, noise=langevin, key=key)
+      u = flow.latent_flow(logit_fn, g, u, div, step_size=eta, num_steps=n_steps,
+                           noise=langevin, key=key)
+    else:
+      u = flow.flow_particles(logit_fn, u, div, step_size=eta, num_steps=n_steps,
+                              clip=clip, noise=langevin, key=key)
+    return u, jnp.zeros(u.shape[:1])
 
-  def refined(state: Any, z: Array) -> Array:
+  def refined_aux(state: Any, z: Array) -> Tuple[Array, Dict[str, Array]]:
     g = lambda u: generate(state, u)
     x = g(z)  # [N, ...]
     etas = step_sizes(step_size, num_steps, step_schedule)  # [K]
@@ -260,34 +267,41 @@ def make_refined_generate(
     u0 = z if latent else x  # what moves: the latents or the samples
     out = lambda u: g(u) if latent else u
     if not d_steps and not d_warmup_steps:
-      return out(move(lambda y: logit(state, y), u0, g, etas, num_steps, key))
-    n = x.shape[0]
-    d_step = make_d_step(min(d_batch_size, n) if d_batch_size else n)
-    k_warm, k_loop = jax.random.split(key)
-    d = start_d(state)
-    if d_warmup_steps:
-      d, _ = jax.lax.scan(lambda dc, kd: d_step(dc, x, kd, data), d,
-                          jax.random.split(k_warm, d_warmup_steps))
-    if not d_steps:
-      # D fitted once against the plain samples, then fixed: d ≈ log p/q₀ for G's own
-      # law q₀, the tilt that a latent Langevin flow samples exactly (DGflow, DDLS).
-      return out(move(lambda v: d_eval_apply(d.params, d.state, v), u0, g, etas, num_steps,
-                      k_loop))
+      u, accepted = move(lambda y: logit(state, y), u0, g, etas, num_steps, key)
+    else:
+      n = x.shape[0]
+      d_step = make_d_step(min(d_batch_size, n) if d_batch_size else n)
+      k_warm, k_loop = jax.random.split(key)
+      d = start_d(state)
+      if d_warmup_steps:
+        d, _ = jax.lax.scan(lambda dc, kd: d_step(dc, x, kd, data), d,
+                            jax.random.split(k_warm, d_warmup_steps))
+      if not d_steps:
+        # D fitted once against the plain samples, then fixed: d ≈ log p/q₀ for G's own
+        # law q₀, the tilt that a latent Langevin flow samples exactly (DGflow, DDLS).
+        u, accepted = move(lambda v: d_eval_apply(d.params, d.state, v), u0, g, etas,
+                           num_steps, k_loop)
+      else:
 
-    def one_step(carry, xs):
-      d, u = carry
-      k, eta = xs
-      y = out(u)  # the samples D is fitted against stay put for U steps
-      d, _ = jax.lax.scan(lambda dc, kd: d_step(dc, y, kd, data), d,
-                          jax.random.split(k, d_steps))
-      logit_fn = lambda v: d_eval_apply(d.params, d.state, v)
-      u = move(logit_fn, u, g, eta, 1, jax.random.fold_in(k, 1))
-      return (d, u), None
+        def one_step(carry, xs):
+          d, u, accepted = carry
+          k, eta = xs
+          y = out(u)  # the samples D is fitted against stay put for U steps
+          d, _ = jax.lax.scan(lambda dc, kd: d_step(dc, y, kd, data), d,
+                              jax.random.split(k, d_steps))
+          logit_fn = lambda v: d_eval_apply(d.params, d.state, v)
+          u, acc = move(logit_fn, u, g, eta, 1, jax.random.fold_in(k, 1))
+          return (d, u, accepted + acc), None
 
-    (_, u), _ = jax.lax.scan(one_step, (d, u0), (jax.random.split(k_loop, num_steps), etas))
-    return out(u)
+        (_, u, accepted), _ = jax.lax.scan(
+            one_step, (d, u0, jnp.zeros(x.shape[:1])),
+            (jax.random.split(k_loop, num_steps), etas))
+    stats = {'acceptance': accepted / num_steps} if latent and metropolis else {}
+    return out(u), stats
 
-  return refined
+  if aux:
+    return refined_aux
+  return lambda state, z: refined_aux(state, z)[0]
 
 
 def has_own_sampling(cfg: config_lib.Config) -> bool:
@@ -493,13 +507,15 @@ def refined_method(cfg: config_lib.Config, method: method_lib.Method,
         d_batch_size=r.d_batch_size,
         d_warmup_steps=warmup if r.d_warmup_steps is None else r.d_warmup_steps,
         data=dataset.arrays)
-  generate = make_refined_generate(
+  kw.update(
       generate=method.generate,
       divergence=r.divergence or getattr(hp, 'flow_divergence', 'kl'),
       num_steps=r.flow_steps, step_size=eta, step_schedule=r.step_schedule,
       flow_space=r.flow_space, langevin=r.langevin, metropolis=r.metropolis,
-      logit=method.logit, clip=clip, **kw)
-  return method._replace(generate=generate, sampling=describe(cfg, r))
+      logit=method.logit, clip=clip)
+  return method._replace(
+      generate=make_refined_generate(**kw), sampling=describe(cfg, r),
+      generate_aux=make_refined_generate(aux=True, **kw) if r.metropolis else None)
 
 
 def _fresh_kind(r: Refinement) -> str:

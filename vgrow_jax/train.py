@@ -59,7 +59,7 @@ def eval_latents(method: method_lib.Method, seed: int, num: int) -> jax.Array:
 
 
 def generate(method: method_lib.Method, state: Any, z: Any,
-             *, batch: int = 4096) -> np.ndarray:
+             *, batch: int = 4096, aux: bool = False) -> Any:
   """Samples ``G(z)`` in evaluation mode, in batches, as a numpy array.
 
   ``generate`` is first traced on all of z, so that a method that refuses
@@ -71,27 +71,38 @@ def generate(method: method_lib.Method, state: Any, z: Any,
   latents of a batch are split over its 'data' axis (when they divide) and
   the samples gathered.
 
+  With ``aux`` it returns ``(samples, stats)``: ``stats`` holds the
+  per-sample arrays ``[N]`` of ``method.generate_aux`` (e.g. each chain's
+  Metropolis acceptance rate), empty for a method without one. The samples
+  are the same either way.
+
   Raises:
     ValueError: the method cannot give ``len(z)`` samples (its message).
   """
   z_spec = jax.ShapeDtypeStruct(np.shape(z), getattr(z, 'dtype', np.float32))
   if not refine.reads_latents(method.generate, state, z_spec):
     batch = max(len(z), 1)
+  fn = method.generate_aux if aux and method.generate_aux is not None else (
+      lambda s, u: (method.generate(s, u), {}))
   mesh = jax.sharding.get_mesh()
   if mesh.empty:
-    gen = jax.jit(method.generate)
-    return np.concatenate([np.asarray(gen(state, z[i:i + batch]))
-                           for i in range(0, len(z), batch)])
-  gen = jax.jit(method.generate, out_shardings=sharding_lib.replicated(mesh))
-  n = mesh.shape[sharding_lib.DATA_AXIS]
-  z = np.asarray(z)
-  out = []
-  for i in range(0, len(z), batch):
-    chunk = z[i:i + batch]
-    where = (sharding_lib.batch_sharding(mesh) if len(chunk) % n == 0
-             else sharding_lib.replicated(mesh))
-    out.append(np.asarray(gen(state, sharding_lib.put(chunk, where))))
-  return np.concatenate(out)
+    gen = jax.jit(fn)
+    chunks = [gen(state, z[i:i + batch]) for i in range(0, len(z), batch)]
+  else:
+    gen = jax.jit(fn, out_shardings=sharding_lib.replicated(mesh))
+    n = mesh.shape[sharding_lib.DATA_AXIS]
+    z = np.asarray(z)
+    chunks = []
+    for i in range(0, len(z), batch):
+      chunk = z[i:i + batch]
+      where = (sharding_lib.batch_sharding(mesh) if len(chunk) % n == 0
+               else sharding_lib.replicated(mesh))
+      chunks.append(gen(state, sharding_lib.put(chunk, where)))
+  samples = np.concatenate([np.asarray(x) for x, _ in chunks])
+  if not aux:
+    return samples
+  stats = {k: np.concatenate([np.asarray(c[1][k]) for c in chunks]) for k in chunks[0][1]}
+  return samples, stats
 
 
 def evaluate(method: method_lib.Method, state: Any, dataset: data_lib.Dataset,
