@@ -52,7 +52,8 @@ the particles' path (field norm 0.02–0.3), so at η = 0.5 they barely move;
 at 10 CPU-minutes its FCD was 311 / 259 / 186 / 73 at η = 0.5 / 4 / 10 / 30
 (spectral norm on x or 2·x, or U = 3, was worse: 404 / 358 / 713). η = 45 / 60
 start faster (FID 37.7 / 33.2 against 40.1 at 30 CPU-minutes) but end level
-(23.6 / 24.0 against 23.7 at 60).
+(23.6 / 24.0 against 23.7 at 60); G at RMSprop 4e-4 gave FID 22.6 / 24.8
+on seeds 0 / 1 against 24.2 / 23.7, no gain beyond the seed spread.
 SN-ResNet: the official η = 0.5 and a zero-centred gradient penalty on D,
 λ = 1 (``CONV_D_PENALTY``; docs/math.md). Its spectrally normalised D has a
 field 10–100× the DCGAN D's (norm 0.25–0.8 at η = 0.5, 1.3–5.6 at η = 2 and
