@@ -291,9 +291,10 @@ def format_record(r: Dict[str, Any]) -> str:
       f"  class balance: label-histogram TV distance to the reference {r['eval_class_tv']:.3f}",
       f"  precision {r['eval_precision']:.3f}, recall {r['eval_recall']:.3f} "
       f"({p['precision_recall']})",
-  ] + _acceptance_line(r) + ([f"  discriminator: mean logit {r['eval_d_logit_train']:.3f} on training images, "
-         f"{r['eval_d_logit_held_out']:.3f} on held-out ones (gap {r['eval_d_gap']:.3f}; a "
-         "large gap means D memorised its training images)"] if 'eval_d_gap' in r else []
+  ] + _acceptance_line(r) + (
+      [f"  discriminator: mean logit {r['eval_d_logit_train']:.3f} on training images, "
+       f"{r['eval_d_logit_held_out']:.3f} on held-out ones (gap {r['eval_d_gap']:.3f}; a "
+       "large gap means D memorised its training images)"] if 'eval_d_gap' in r else []
   ) + ([f"  FID {r['eval_fid']:.3f}, Inception KID {r['eval_inception_kid']:.5f} ± "
         f"{r['eval_inception_kid_std']:.5f} (N {p['n_generated']} vs {p['n_reference']}; "
         f"{p['inception']})"] if 'eval_fid' in r else []
