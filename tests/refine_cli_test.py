@@ -13,6 +13,7 @@ from absl.testing import flagsaver
 import numpy as np
 import pytest
 
+from experiments import evaluate
 from experiments import sample as sample_app
 from vgrow_jax import config as config_lib
 from vgrow_jax import data as data_lib
@@ -62,7 +63,6 @@ def _sample(wd, out, *extra):
 
 
 def test_the_acceptance_rate_reaches_vgrow_sample_and_vgrow_eval(sngan_workdir, tmp_path):
-  from experiments import evaluate  # pylint: disable=g-import-not-at-top
   mala = dict(sample_flow_steps=3, sample_d_steps=0, sample_d_warmup_steps=5,
               sample_step_size=0.5, flow_space='latent', langevin=1.0, sample_metropolis=True)
   out = tmp_path / 's.npz'

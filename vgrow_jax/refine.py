@@ -513,9 +513,10 @@ def refined_method(cfg: config_lib.Config, method: method_lib.Method,
       num_steps=r.flow_steps, step_size=eta, step_schedule=r.step_schedule,
       flow_space=r.flow_space, langevin=r.langevin, metropolis=r.metropolis,
       logit=method.logit, clip=clip)
+  refined_aux = make_refined_generate(aux=True, **kw)
   return method._replace(
-      generate=make_refined_generate(**kw), sampling=describe(cfg, r),
-      generate_aux=make_refined_generate(aux=True, **kw) if r.metropolis else None)
+      generate=lambda state, z: refined_aux(state, z)[0], sampling=describe(cfg, r),
+      generate_aux=refined_aux if r.metropolis else None)
 
 
 def _fresh_kind(r: Refinement) -> str:
