@@ -27,6 +27,11 @@ which stay balanced without it, λ = 10 cost 2–3 FID points at 60 minutes
 (26.8 / 25.8 against 24.2 / 23.7) and 10% of the loops, and on 28×28 seed 0
 one FID point and 2.8 FCD (24.3 / 17.12 against 23.2 / 14.29). If ``vgrow-train``'s log shows d_loss falling well below
 log 4 = 1.386 with field_norm rising, D has won: restart with the penalty.
+At 32×32 the default broke the same way after about 70 CPU-minutes (seed 0,
+loop ~1,550; FID 21.7 at 60 minutes, 361.8 at 90). Resuming its 60-minute
+checkpoint with λ = 10 or with ``--config.methods.vgrow.step_size=15`` kept
+D at log 4 to loop 1,750 (FID 21.0 / 20.6), so for runs past an hour resume
+the last checkpoint before the break with one of those.
 
 Nets, for a 2-core CPU: 'mlp' is a 2 × 512 LeakyReLU MLP pair with a tanh
 output over the 32×32 pixels, about 45× cheaper per step than the DCGAN pair
