@@ -92,6 +92,9 @@ def _vgrow(fields):
     (_vgrow({'g_passes_schedule': [[-5, 2]]}),
      'config field methods.vgrow.g_passes_schedule=((-5, 2),): must be increasing '
      '(from_loop >= 0, passes >= 0) pairs'),
+    (_vgrow({'step_size_schedule': [[100, 15.0], [50, 10.0]]}),
+     'config field methods.vgrow.step_size_schedule=((100, 15.0), (50, 10.0)): must be '
+     'increasing (from_loop >= 0, η > 0) pairs'),
     (_vgrow({'clip': [0, float('inf')]}),
      'config field methods.vgrow.clip=inf: expected a finite float'),
     # The layout of older releases is read into methods.vgrow, errors named there.

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, ClassVar, Dict, Optional, Tuple
+from typing import Any, Callable, ClassVar, Dict, Optional, Tuple, Union
 
 import flax
 import jax
@@ -85,6 +85,13 @@ class HParams(config_lib.MethodHParams):
     g_passes_schedule: ((from_loop, passes), ...) raising L with the loop
       index (official: ((200, 10), (1000, 15), (1500, 20))).
     step_size: η [0.5].
+    step_size_schedule: ((from_loop, η), ...) changing η with the outer
+      loop index, as ``g_passes_schedule`` changes L: from loop ``from_loop``
+      on the moves take that η [(): η = step_size throughout, as the
+      official code]. A large η early moves particles fast while G is far
+      from the data; a smaller η later shrinks the moves G must fit, and
+      with them the feedback by which a D that starts to separate the
+      particles pushes them further off (benchmarks/RESULTS.md, B3).
     clip: (lo, hi) bounds for the particles [(-1, 1) for images], or None.
     clip_to_data_range: clip to the range of the training data instead.
     jeffreys_max_scale: upper clip of s(d) for Jeffreys [100].
@@ -121,7 +128,8 @@ class HParams(config_lib.MethodHParams):
       samples of the ``generate`` call, i.e. full-batch logistic regression
       on them, because a minibatch D's noise moves toy samples off their
       modes].
-    sample_step_size: η of those K steps [None: step_size]. Re-fitted, D
+    sample_step_size: η of those K steps [None: the training η at the
+      sampled state's loop, ``step_size`` or its schedule's]. Re-fitted, D
       keeps telling the samples from the data by chance, so samples jitter
       by about η·|h| per step; a smaller η with more steps lets them settle
       inside their modes.
@@ -143,6 +151,7 @@ class HParams(config_lib.MethodHParams):
   g_passes: int = 5
   g_passes_schedule: Tuple[Tuple[int, int], ...] = ()
   step_size: float = 0.5
+  step_size_schedule: Tuple[Tuple[int, float], ...] = ()
   clip: Optional[Tuple[float, float]] = None
   clip_to_data_range: bool = False
   jeffreys_max_scale: float = 100.0
@@ -187,6 +196,10 @@ class HParams(config_lib.MethodHParams):
     self.check(starts == sorted(starts)
                and all(s >= 0 and p >= 0 for s, p in self.g_passes_schedule),
                'g_passes_schedule', 'must be increasing (from_loop >= 0, passes >= 0) pairs')
+    starts = [s for s, _ in self.step_size_schedule]
+    self.check(starts == sorted(starts)
+               and all(s >= 0 and eta > 0 for s, eta in self.step_size_schedule),
+               'step_size_schedule', 'must be increasing (from_loop >= 0, η > 0) pairs')
 
   @property
   def pool_size(self) -> int:
@@ -241,6 +254,15 @@ def num_g_passes(outer_loop: Array, *, g_passes: int,
   for start, value in g_passes_schedule:
     passes = jnp.where(outer_loop >= start, value, passes)
   return passes
+
+
+def step_size_at(outer_loop: Array, *, step_size: float,
+                 step_size_schedule: Tuple[Tuple[int, float], ...] = ()) -> Array:
+  """η at an outer loop: ``step_size`` changed by ``step_size_schedule``, ``[]`` float32."""
+  eta = jnp.asarray(step_size, jnp.float32)
+  for start, value in step_size_schedule:
+    eta = jnp.where(outer_loop >= start, jnp.float32(value), eta)
+  return eta
 
 
 def loop_keys(base_key: Array, outer_loop: Array) -> Tuple[Array, Array, Array]:
@@ -305,6 +327,7 @@ def make_outer_loop(
     step_size: float,
     g_passes: int,
     g_passes_schedule: Tuple[Tuple[int, int], ...] = (),
+    step_size_schedule: Tuple[Tuple[int, float], ...] = (),
     clip: flow.Clip = None,
     view_fn: Optional[particle_phase.ViewFn] = None,
     g_ema_decay: float = 0.0,
@@ -338,6 +361,7 @@ def make_outer_loop(
     step_size: η of the moves.
     g_passes: L, passes of the fit over the pool.
     g_passes_schedule: ``((from_loop, passes), ...)`` raising L.
+    step_size_schedule: ``((from_loop, η), ...)`` changing η.
     clip: optional ``(lo, hi)`` for the particles after every move.
     view_fn: ``(key, x) -> x'``, what D is shown (default: identity).
     g_ema_decay: β > 0 keeps ``g_ema_params`` = β·EMA + (1 − β)·θ.
@@ -378,6 +402,7 @@ def make_outer_loop(
     k_pool, k_move, k_fit = loop_keys(state.key, state.step)
     g_lr = g_learning_rate(state.step)
     d_lr = d_learning_rate(state.step)
+    eta = step_size_at(state.step, step_size=step_size, step_size_schedule=step_size_schedule)
     g_opt_state = optim.with_learning_rate(state.g_opt_state, g_lr)
     d_opt_state = optim.with_learning_rate(state.d_opt_state, d_lr)
 
@@ -388,7 +413,7 @@ def make_outer_loop(
     d, x, move_metrics = particle_phase.refit_flow(
         particle_phase.Discriminator(state.d_params, state.d_state, d_opt_state), x0, k_move,
         data_arrays, d_step=d_step, logit_apply=d_eval_apply, divergence=divergence,
-        d_steps=d_steps, step_size=step_size, num_steps=particle_steps, clip=clip,
+        d_steps=d_steps, step_size=eta, num_steps=particle_steps, clip=clip,
         view_fn=view_fn)
     d_params, d_state, d_opt_state = d
 
@@ -405,6 +430,7 @@ def make_outer_loop(
         'particle_shift': jnp.mean(shift),
         'g_lr': g_lr,
         'd_lr': d_lr,
+        'step_size': eta,
         'particles_before': x0[:num_show],
         'particles_after': x[:num_show],
     }
@@ -426,7 +452,7 @@ def make_refiner(
     make_d_step: Callable[[int], particle_phase.DStep],
     divergence: flow.DivergenceLike,
     num_steps: int,
-    step_size: float,
+    step_size: Union[float, Schedule],
     step_schedule: str = 'constant',
     d_steps: int = 0,
     d_batch_size: int = 0,
@@ -450,7 +476,7 @@ def make_refiner(
       (:func:`vgrow_jax.particle_phase.make_discriminator_step`).
     divergence: name or Divergence.
     num_steps: K ≥ 1.
-    step_size: η.
+    step_size: η, or outer loop ``[]`` -> η ``[]`` (read at the state's loop).
     step_schedule: η over the K steps (:func:`sample_step_sizes`).
     d_steps: U ≥ 0.
     d_batch_size: real and sample batch of the D steps (0: all the samples).
@@ -464,7 +490,8 @@ def make_refiner(
     ``d_state``, ``d_opt_state``, ``step`` and ``key``.
   """
   def refine(state: Any, x: Array) -> Array:
-    etas = sample_step_sizes(step_size, num_steps, step_schedule)  # [K]
+    eta = step_size(state.step) if callable(step_size) else step_size
+    etas = sample_step_sizes(eta, num_steps, step_schedule)  # [K]
     if not d_steps:
       logit = lambda y: d_eval_apply(state.d_params, state.d_state, y)
       return flow.flow_particles(logit, x, divergence, step_size=etas, num_steps=num_steps,
@@ -534,16 +561,21 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
       d_learning_rate=d_learning_rate, divergence=div, latent_dim=nz,
       batch_size=hp.batch_size, pool_size=hp.pool_size, particle_steps=hp.particle_steps,
       d_steps=hp.d_steps, step_size=hp.step_size, g_passes=hp.g_passes,
-      g_passes_schedule=hp.g_passes_schedule, clip=clip, view_fn=d_view,
+      g_passes_schedule=hp.g_passes_schedule, step_size_schedule=hp.step_size_schedule,
+      clip=clip, view_fn=d_view,
       g_ema_decay=hp.g_ema_decay,
       num_show=min(hp.pool_size, num_show if len(dataset.shape) == 1 else 64))
 
   refine = None
+  train_step_size = hp.step_size
+  if hp.step_size_schedule:
+    train_step_size = functools.partial(step_size_at, step_size=hp.step_size,
+                                        step_size_schedule=hp.step_size_schedule)
   if hp.sample_flow_steps:
     refine = make_refiner(
         d_eval_apply=d_net.eval_apply, make_d_step=make_d_step, divergence=div,
         num_steps=hp.sample_flow_steps,
-        step_size=hp.step_size if hp.sample_step_size is None else hp.sample_step_size,
+        step_size=train_step_size if hp.sample_step_size is None else hp.sample_step_size,
         step_schedule=hp.sample_step_schedule, d_steps=hp.sample_d_steps,
         d_batch_size=hp.sample_d_batch_size, d_learning_rate=d_learning_rate,
         data=dataset.arrays, clip=clip, view_fn=d_view)
@@ -577,8 +609,11 @@ def sampling_description(hp: HParams) -> str:
   """The protocol's words for the refined sampling of ``hp`` ('' = plain G(z))."""
   if not hp.sample_flow_steps:
     return ''
-  eta = hp.step_size if hp.sample_step_size is None else hp.sample_step_size
-  eta = f'η = {eta:g}' + (', decaying linearly' if hp.sample_step_schedule == 'linear' else '')
+  if hp.sample_step_size is None and hp.step_size_schedule:
+    eta = "η = the training schedule's at the sampled loop"
+  else:
+    eta = f'η = {hp.step_size if hp.sample_step_size is None else hp.sample_step_size:g}'
+  eta += (', decaying linearly' if hp.sample_step_schedule == 'linear' else '')
   if hp.sample_d_steps:
     return (f'G(z) + {hp.sample_flow_steps} flow steps ({eta}), D re-fitted on the training '
             f'data with {hp.sample_d_steps} logistic step(s) before each')
