@@ -250,19 +250,21 @@ def generator_fit_loss(pred: Array, target: Array) -> Array:
 def num_g_passes(outer_loop: Array, *, g_passes: int,
                  g_passes_schedule: Tuple[Tuple[int, int], ...] = ()) -> Array:
   """L at an outer loop: ``g_passes`` raised by ``g_passes_schedule``, ``[]`` int32."""
-  passes = jnp.asarray(g_passes, jnp.int32)
-  for start, value in g_passes_schedule:
-    passes = jnp.where(outer_loop >= start, value, passes)
-  return passes
+  return _piecewise(outer_loop, g_passes, g_passes_schedule, jnp.int32)
 
 
 def step_size_at(outer_loop: Array, *, step_size: float,
                  step_size_schedule: Tuple[Tuple[int, float], ...] = ()) -> Array:
   """η at an outer loop: ``step_size`` changed by ``step_size_schedule``, ``[]`` float32."""
-  eta = jnp.asarray(step_size, jnp.float32)
-  for start, value in step_size_schedule:
-    eta = jnp.where(outer_loop >= start, jnp.float32(value), eta)
-  return eta
+  return _piecewise(outer_loop, step_size, step_size_schedule, jnp.float32)
+
+
+def _piecewise(outer_loop: Array, value, schedule, dtype) -> Array:
+  """``value``, replaced by each ``(from_loop, v)`` of ``schedule`` from its loop on; ``[]``."""
+  out = jnp.asarray(value, dtype)
+  for start, v in schedule:
+    out = jnp.where(outer_loop >= start, jnp.asarray(v, dtype), out)
+  return out
 
 
 def loop_keys(base_key: Array, outer_loop: Array) -> Tuple[Array, Array, Array]:
