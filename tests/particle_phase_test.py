@@ -203,3 +203,40 @@ def test_refit_flow_errors_are_one_line_and_name_it():
     with pytest.raises(ValueError, match=match) as e:
       call()
     assert '\n' not in str(e.value)
+
+
+def test_balanced_d_loss_is_the_logistic_loss_of_a_constant_zero_logit():
+  zeros = jnp.zeros(8)
+  np.testing.assert_allclose(float(pp.discriminator_loss(zeros, zeros)), np.log(4.0), rtol=1e-6)
+  np.testing.assert_allclose(pp.BALANCED_D_LOSS, np.log(4.0), rtol=1e-12)
+
+
+def test_watcher_warns_once_when_d_wins_after_being_balanced():
+  # train_d_loss / train_field_norm every 100 loops of the 32×32 DCGAN run that
+  # broke past an hour (benchmarks/RESULTS.md, B3), then a recovery and a second break.
+  losses = [1.378, 1.384, 1.385, 1.3849, 0.2082, 0.0024, 0.0002, 1.38, 1.2, 0.1]
+  fields = [0.026, 0.03, 0.034, 0.034, 0.989, 1.669, 2.7, 0.03, 0.1, 1.5]
+  check = pp.watch_discriminator(remedy='do X')
+  out = [check(100 * (i + 1), {'train_d_loss': l, 'train_field_norm': f})
+         for i, (l, f) in enumerate(zip(losses, fields))]
+  assert [i for i, w in enumerate(out) if w] == [4, 9], out
+  assert out[4] == ('outer loop 500: D separates the particles from the data (D loss 0.208, '
+                    '1.38 at loop 400; log 4 = 1.386 is balanced, field norm 0.989); the moves '
+                    'grow and G may collapse; do X')
+  # 1.2 is not balanced (< 0.9 log 4), so the second break is dated from loop 800.
+  assert '1.38 at loop 800' in out[9]
+
+
+def test_watcher_is_quiet_while_d_separates_a_generator_far_from_the_data():
+  check = pp.watch_discriminator()
+  # D wins at the start (G far from the data), then the run balances: no warning,
+  # nor for a missing or non-finite loss.
+  seq = [{'train_d_loss': l} for l in (0.01, 0.05, 0.3, 0.9, 1.3, 1.386, 0.5)]
+  seq += [{}, {'train_d_loss': float('nan')}]
+  assert [check(i, s) for i, s in enumerate(seq)] == [''] * len(seq)
+
+
+@pytest.mark.parametrize('kw', [{'won': 0.0}, {'won': 0.9, 'balanced': 0.9}])
+def test_watcher_bad_thresholds_are_one_line_errors(kw):
+  with pytest.raises(ValueError, match=r'^watch_discriminator: need 0 < won < balanced, got '):
+    pp.watch_discriminator(**kw)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -193,3 +194,21 @@ def test_bundled_configs_build_valid_library_configs():
   hp = cfg.hparams
   assert (hp.pool_size, hp.particle_steps, hp.step_size) == (1280, 20, 0.5)
   assert cfg.model.arch == 'resnet_sn' and hp.clip == (-1.0, 1.0)
+
+
+def test_trainer_logs_the_methods_watch_warnings_at_log_points(tmp_path, caplog, monkeypatch):
+  from vgrow_jax import particle_phase
+  seen = []
+
+  def fake_watch(remedy=''):
+    def check(loop, scalars):
+      seen.append((loop, sorted(k for k in scalars if k in ('train_d_loss', 'train_field_norm'))))
+      return f'warned at {loop}; {remedy[:6]}' if loop == 4 else ''
+    return check
+
+  monkeypatch.setattr(particle_phase, 'watch_discriminator', fake_watch)
+  with caplog.at_level(logging.WARNING, logger='vgrow_jax'):
+    train.train_and_evaluate(tiny(6), str(tmp_path / 'run'))
+  assert seen == [(n, ['train_d_loss', 'train_field_norm']) for n in (2, 4, 6)]
+  warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+  assert warnings == ['warned at 4; resume']

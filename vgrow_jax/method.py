@@ -42,6 +42,11 @@ class Method(NamedTuple):
       ``generate`` with what refined sampling measured per sample (with
       Metropolis-adjusted moves, ``'acceptance'``: the fraction of each
       chain's moves accepted); None where it measures nothing.
+    watch: ``() -> check``, a fresh watcher for one training run;
+      ``check(loop, scalars) -> str`` is called at each log point with the
+      logged scalars (``train_*``) and returns a one-line warning for the
+      log ('' = none), e.g. that D has started to win
+      (:func:`vgrow_jax.particle_phase.watch_discriminator`); None: no watch.
   """
 
   name: str
@@ -52,6 +57,7 @@ class Method(NamedTuple):
   logit: Optional[Callable[[Any, Array], Array]] = None
   sampling: str = ''
   generate_aux: Optional[Callable[[Any, Array], Tuple[Array, Dict[str, Array]]]] = None
+  watch: Optional[Callable[[], Callable[[int, Dict[str, float]], str]]] = None
 
 
 # name -> 'module:factory'; imported lazily so that a method's dependencies

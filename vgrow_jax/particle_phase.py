@@ -44,7 +44,8 @@ Example (a linear D, data N(2, I), particles N(0, I)):
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+import math
+from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +62,7 @@ __all__ = [
     'discriminator_loss',
     'make_discriminator_step',
     'refit_flow',
+    'watch_discriminator',
 ]
 
 Array = jax.Array
@@ -266,3 +268,60 @@ def refit_flow(
   etas = None if len(shape) == 0 else jnp.asarray(step_size)  # [K]
   (d, x), metrics = jax.lax.scan(one_step, (d, x), (jax.random.split(key, num_steps), etas))
   return d, x, metrics
+
+
+# Logistic loss of a D that cannot tell real from particle: 2·softplus(0).
+BALANCED_D_LOSS = 2 * math.log(2.0)
+
+
+def watch_discriminator(*, balanced: float = 0.9, won: float = 0.25,
+                        remedy: str = '') -> Callable[[int, Mapping[str, float]], str]:
+  """A watcher that tells when the logistic D starts to separate the particles.
+
+  While the particles follow the data, D's loss (the mean of the particle
+  phase's ``d_loss``, logged as ``train_d_loss``) stays near log 4 = 1.386
+  and the field is small. When D finds a feature that tells the particles
+  apart, its loss falls toward 0 within a few hundred outer loops, the field
+  grows (``train_field_norm``), the moves take the particles further off, and
+  G, fitted to them, can collapse; the last checkpoint before that point is
+  the one to resume with a change (benchmarks/RESULTS.md, B3). At the start
+  of a run D separates the particles legitimately (G is still far from the
+  data), so the watcher warns only after the loss has once been balanced.
+
+  Args:
+    balanced: the loss counts as balanced from ``balanced`` × log 4 up.
+    won: D has won below ``won`` × log 4 (about 90% of each side classified
+      right at 0.25).
+    remedy: what to do, appended to the warning.
+
+  Returns:
+    ``check(loop, scalars) -> str``, called at each log point in loop order
+    with the logged scalars (``train_d_loss``, ``train_field_norm``); a
+    one-line warning when the loss first falls below ``won`` × log 4 after
+    being balanced, '' otherwise (again only after the loss is balanced again).
+    It holds the run's history in Python, outside any compiled code.
+  """
+  if not 0 < won < balanced:
+    raise ValueError(f'watch_discriminator: need 0 < won < balanced, got won={won}, '
+                     f'balanced={balanced}')
+  armed = {'balanced_at': None}
+
+  def check(loop: int, scalars: Mapping[str, float]) -> str:
+    loss = scalars.get('train_d_loss')
+    if loss is None or not math.isfinite(loss):
+      return ''
+    if loss >= balanced * BALANCED_D_LOSS:
+      armed['balanced_at'] = (loop, loss)
+      return ''
+    if armed['balanced_at'] is None or loss >= won * BALANCED_D_LOSS:
+      return ''
+    then, before = armed['balanced_at']
+    armed['balanced_at'] = None
+    field = scalars.get('train_field_norm')
+    field = f', field norm {field:.3g}' if field is not None else ''
+    return (f'outer loop {loop}: D separates the particles from the data (D loss {loss:.3g}, '
+            f'{before:.3g} at loop {then}; log 4 = {BALANCED_D_LOSS:.3f} is balanced{field}); '
+            f'the moves grow and G may collapse'
+            + (f'; {remedy}' if remedy else ''))
+
+  return check

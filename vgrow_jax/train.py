@@ -232,6 +232,7 @@ def _train_and_evaluate(cfg: config_lib.Config, workdir: str, mesh: jax.sharding
   metrics_path = os.path.join(workdir, METRICS_FILE)
   last_metrics: Dict[str, Any] = {}
   t_mark, loop_mark, compile_s, skipped = None, start, None, 0
+  check = method.watch() if method.watch else None
 
   # --- Loop.
   for loop in range(start, total):
@@ -281,6 +282,9 @@ def _train_and_evaluate(cfg: config_lib.Config, workdir: str, mesh: jax.sharding
                 f" hq {100 * ev['eval_high_quality']:.1f}%"
                 f" rkl {ev['eval_reverse_kl']:.3f}")
       log.info(msg)
+      warning = check(done, scalars) if check else ''
+      if warning:
+        log.warning(warning)
       t_mark, loop_mark = time.time(), done
     if tc.figure_every and (done % tc.figure_every == 0 or last):
       # Every process generates (a collective); process 0 draws.

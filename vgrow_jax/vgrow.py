@@ -242,6 +242,12 @@ class VGrowState:
 discriminator_loss = particle_phase.discriminator_loss
 
 
+# What the trainer's warning suggests when D starts to win (particle_phase.watch_discriminator).
+D_WON_REMEDY = ('resume the last checkpoint before this loop with a smaller '
+                'methods.vgrow.step_size (or a step_size_schedule), or with '
+                'methods.vgrow.d_gradient_penalty=10 and d_gradient_penalty_center=0')
+
+
 def generator_fit_loss(pred: Array, target: Array) -> Array:
   """Least squares fit of G(z) ``[B, ...]`` to the moved particles (mean over all entries)."""
   return jnp.mean(jnp.square(pred - jax.lax.stop_gradient(target)))
@@ -604,7 +610,8 @@ def make(cfg: config_lib.Config, dataset: data_lib.Dataset,
 
   return method_lib.Method(
       name='vgrow', init=init, step=step, generate=generate, latent_dim=nz,
-      logit=logit, sampling=sampling_description(hp))
+      logit=logit, sampling=sampling_description(hp),
+      watch=functools.partial(particle_phase.watch_discriminator, remedy=D_WON_REMEDY))
 
 
 def sampling_description(hp: HParams) -> str:

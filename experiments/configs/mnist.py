@@ -25,9 +25,10 @@ SNGAN's 24.8, at no visible cost in loops), λ = 1 only until loop 700 (FID
 220). The default is still no penalty on the DCGAN D: on both 32×32 seeds,
 which stay balanced without it, λ = 10 cost 2–3 FID points at 60 minutes
 (26.8 / 25.8 against 24.2 / 23.7) and 10% of the loops, and on 28×28 seed 0
-one FID point and 2.8 FCD (24.3 / 17.12 against 23.2 / 14.29). If
-``vgrow-train``'s log shows d_loss falling well below log 4 = 1.386 with
-field_norm rising, D has won: restart with the penalty.
+one FID point and 2.8 FCD (24.3 / 17.12 against 23.2 / 14.29). When D's
+loss falls from log 4 = 1.386 to below a quarter of it (D has won),
+``vgrow-train`` logs a warning naming the loop; resume a checkpoint from
+before it with the penalty or a smaller η.
 At 32×32 the default broke the same way after about 70 CPU-minutes (seed 0,
 loop ~1,550; FID 21.7 at 60 minutes, 361.8 at 90). Resuming its 60-minute
 checkpoint with λ = 10 or with ``--config.methods.vgrow.step_size=15`` kept
