@@ -29,11 +29,9 @@ one FID point and 2.8 FCD (24.3 / 17.12 against 23.2 / 14.29). When D's
 loss falls from log 4 = 1.386 to below a quarter of it (D has won),
 ``vgrow-train`` logs a warning naming the loop; resume a checkpoint from
 before it with the penalty or a smaller η.
-At 32×32 the default broke the same way after about 70 CPU-minutes (seed 0,
-loop ~1,550; FID 21.7 at 60 minutes, 361.8 at 90). Resuming its 60-minute
-checkpoint with λ = 10 or with ``--config.methods.vgrow.step_size=15`` kept
-D at log 4 to loop 1,750 (FID 21.0 / 20.6), so for runs past an hour resume
-the last checkpoint before the break with one of those.
+At 32×32, η = 30 throughout broke the same way after about 70 CPU-minutes
+(seed 0, loop ~1,550; FID 21.7 at 60 minutes, 361.8 at 90), hence the η
+schedule below.
 
 Nets, for a 2-core CPU: 'mlp' is a 2 × 512 LeakyReLU MLP pair with a tanh
 output over the 32×32 pixels, about 45× cheaper per step than the DCGAN pair
@@ -61,6 +59,13 @@ at 10 CPU-minutes its FCD was 311 / 259 / 186 / 73 at η = 0.5 / 4 / 10 / 30
 start faster (FID 37.7 / 33.2 against 40.1 at 30 CPU-minutes) but end level
 (23.6 / 24.0 against 23.7 at 60); G at RMSprop 4e-4 gave FID 22.6 / 24.8
 on seeds 0 / 1 against 24.2 / 23.7, no gain beyond the seed spread.
+From loop 700 on the DCGAN pair moves at η = 15 (``CONV_STEP_SCHEDULE``):
+at η = 30 throughout its D won between loops 1,500 and 1,600 (seed 0) and G
+collapsed (FID 361.8 at loop 1,929); with the switch both seeds stayed
+balanced to loop 1,929 (FID 20.1 / 20.9, FCD 4.33 / 4.22, score 7.57 /
+7.42), at a cost at loop 1,321 (seed 0 FID 23.0 against 21.7, FCD 4.98
+against 4.70; the runs are identical to loop 700). To keep η = 30:
+``--config.methods.vgrow.step_size_schedule='()'``.
 SN-ResNet: the official η = 0.5 and a zero-centred gradient penalty on D,
 λ = 1 (``CONV_D_PENALTY``; docs/math.md). Its spectrally normalised D has a
 field 10–100× the DCGAN D's (norm 0.25–0.8 at η = 0.5, 1.3–5.6 at η = 2 and
@@ -104,6 +109,8 @@ ARCHS = ('mlp', 'dcgan', 'resnet_sn')
 STEPS_PER_LOOP = 20
 D_INPUT_SCALE = 2.0  # VGrow's SN MLP D sees c·x (module docstring)
 CONV_STEP_SIZE = {'dcgan': 30.0, 'resnet_sn': 0.5}  # VGrow's η by conv pair (module docstring)
+# η from a loop on, by conv pair (module docstring): the DCGAN pair's D wins past ~1,550 loops at 30.
+CONV_STEP_SCHEDULE = {'dcgan': ((700, 15.0),), 'resnet_sn': ()}
 # VGrow's zero-centred gradient penalty λ on D by conv pair (module docstring).
 CONV_D_PENALTY = {'dcgan': 0.0, 'resnet_sn': 1.0}
 _PIXEL_SCALE = 2.0 * (1024 / 784) ** 0.5
@@ -154,6 +161,7 @@ def get_config(arg: str = ''):
     c.model.d_input_scale = D_INPUT_SCALE
   if name == 'vgrow' and arch != 'mlp':
     c.methods.vgrow.step_size = CONV_STEP_SIZE[arch]
+    c.methods.vgrow.step_size_schedule = CONV_STEP_SCHEDULE[arch]
     if CONV_D_PENALTY[arch]:
       c.methods.vgrow.d_gradient_penalty = CONV_D_PENALTY[arch]
       c.methods.vgrow.d_gradient_penalty_center = 0.0
