@@ -290,8 +290,9 @@ def watch_discriminator(*, balanced: float = 0.9, won: float = 0.25,
 
   Args:
     balanced: the loss counts as balanced from ``balanced`` × log 4 up.
-    won: D has won below ``won`` × log 4 (about 90% of each side classified
-      right at 0.25).
+    won: D has won below ``won`` × log 4 (at 0.25 a mean logistic loss of
+      0.17 a side: D gives the right class a geometric-mean probability of
+      0.84).
     remedy: what to do, appended to the warning.
 
   Returns:
