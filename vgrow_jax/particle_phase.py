@@ -305,19 +305,19 @@ def watch_discriminator(*, balanced: float = 0.9, won: float = 0.25,
   if not 0 < won < balanced:
     raise ValueError(f'watch_discriminator: need 0 < won < balanced, got won={won}, '
                      f'balanced={balanced}')
-  armed = {'balanced_at': None}
+  balanced_at = None  # (loop, loss) of the last balanced log point since a warning
 
   def check(loop: int, scalars: Mapping[str, float]) -> str:
+    nonlocal balanced_at
     loss = scalars.get('train_d_loss')
     if loss is None or not math.isfinite(loss):
       return ''
     if loss >= balanced * BALANCED_D_LOSS:
-      armed['balanced_at'] = (loop, loss)
+      balanced_at = (loop, loss)
       return ''
-    if armed['balanced_at'] is None or loss >= won * BALANCED_D_LOSS:
+    if balanced_at is None or loss >= won * BALANCED_D_LOSS:
       return ''
-    then, before = armed['balanced_at']
-    armed['balanced_at'] = None
+    (then, before), balanced_at = balanced_at, None
     field = scalars.get('train_field_norm')
     field = f', field norm {field:.3g}' if field is not None else ''
     return (f'outer loop {loop}: D separates the particles from the data (D loss {loss:.3g}, '

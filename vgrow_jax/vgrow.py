@@ -192,14 +192,15 @@ class HParams(config_lib.MethodHParams):
     self.check(self.d_gradient_penalty_center >= 0, 'd_gradient_penalty_center',
                'must be >= 0')
     self.check(0 <= self.g_ema_decay < 1, 'g_ema_decay', 'must be in [0, 1)')
-    starts = [s for s, _ in self.g_passes_schedule]
-    self.check(starts == sorted(starts)
-               and all(s >= 0 and p >= 0 for s, p in self.g_passes_schedule),
-               'g_passes_schedule', 'must be increasing (from_loop >= 0, passes >= 0) pairs')
-    starts = [s for s, _ in self.step_size_schedule]
-    self.check(starts == sorted(starts)
-               and all(s >= 0 and eta > 0 for s, eta in self.step_size_schedule),
-               'step_size_schedule', 'must be increasing (from_loop >= 0, η > 0) pairs')
+    self._check_schedule('g_passes_schedule', 'passes >= 0', lambda p: p >= 0)
+    self._check_schedule('step_size_schedule', 'η > 0', lambda eta: eta > 0)
+
+  def _check_schedule(self, field: str, what: str, value_ok: Callable[[Any], bool]):
+    """``field`` holds ``(from_loop, value)`` pairs, from_loop >= 0 increasing."""
+    schedule = getattr(self, field)
+    starts = [s for s, _ in schedule]
+    self.check(starts == sorted(starts) and all(s >= 0 and value_ok(v) for s, v in schedule),
+               field, f'must be increasing (from_loop >= 0, {what}) pairs')
 
   @property
   def pool_size(self) -> int:
