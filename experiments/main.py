@@ -58,7 +58,8 @@ def main(argv):
                jax.devices())
   try:
     result = train.train_and_evaluate(cfg, _WORKDIR.value)
-  except (data_lib.DataError, FloatingPointError, FileNotFoundError, ValueError) as e:
+  except (data_lib.DataError, FloatingPointError, FileNotFoundError, ValueError,
+          train.WatchStop) as e:
     sys.exit(f'vgrow-train: {e}')
   if sharding.is_main_process():
     print(result['summary'], flush=True)

@@ -77,6 +77,8 @@ def _vgrow(fields):
     ({'mesh': {'devices': 8}}, "unknown config field mesh.devices; known fields here: ['data']"),
     ({'training': {'on_nonfinite': 'ignore'}},
      "config field training.on_nonfinite='ignore': expected one of ['skip', 'stop']"),
+    ({'training': {'on_watch': 'halt'}},
+     "config field training.on_watch='halt': expected one of ['stop', 'warn']"),
     ({'training': {'seed': 2**32}}, 'config field training.seed=4294967296: must be in [0, 2**32)'),
     ({'training': {'log_every': 0}}, 'config field training.log_every=0: must be >= 1'),
     (_vgrow({'g_optimizer': {'learning_rate': float('nan')}}),

@@ -212,3 +212,23 @@ def test_trainer_logs_the_methods_watch_warnings_at_log_points(tmp_path, caplog,
   assert seen == [(n, ['train_d_loss', 'train_field_norm']) for n in (2, 4, 6)]
   warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
   assert warnings == ['warned at 4; resume']
+
+
+def test_on_watch_stop_raises_before_saving_the_loop_it_warned_at(tmp_path, monkeypatch):
+  from vgrow_jax import particle_phase
+
+  def fake_watch(remedy=''):
+    return lambda loop, scalars: 'D won' if loop == 4 else ''
+
+  monkeypatch.setattr(particle_phase, 'watch_discriminator', fake_watch)
+  cfg = tiny(8)
+  cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, on_watch='stop'))
+  wd = tmp_path / 'run'
+  with pytest.raises(train.WatchStop) as e:
+    train.train_and_evaluate(cfg, str(wd))
+  assert str(e.value) == (
+      "D won. Stopped before saving loop 4 (training.on_watch='stop'); the last checkpoint "
+      f"(outer loop 2) is kept in {wd / 'checkpoints'}")
+  assert os.listdir(wd / 'checkpoints') == ['2']
+  # The metrics of the loop it warned at are still written.
+  assert [json.loads(l)['loop'] for l in open(wd / 'metrics.jsonl')] == [2, 4]

@@ -320,6 +320,11 @@ class TrainingConfig:
       last good checkpoint is kept) or 'skip' (drop that loop's update, keep
       the previous state with the loop counter advanced, so the next loop
       draws new randomness, and log a warning).
+    on_watch: what a warning of the method's watcher does (VGrow's: its D,
+      once balanced, separates the particles from the data, after which G
+      may collapse): 'warn' (log it, go on) or 'stop' (log it and raise
+      before that loop's checkpoint is saved, so that the checkpoints from
+      before the warning are kept and none is rotated out for a broken one).
     max_seconds: a wall-clock budget for the training of one invocation,
       counted from the end of its first (compiling) outer loop; 0 = none.
       Training stops after the first outer loop that ends past it, and that
@@ -336,6 +341,7 @@ class TrainingConfig:
   keep_checkpoints: int = 3
   eval_samples: int = 2500
   on_nonfinite: str = 'stop'
+  on_watch: str = 'warn'
   max_seconds: float = 0.0
   figure_every: int = 0
 
@@ -350,6 +356,8 @@ class TrainingConfig:
       _check(getattr(self, f) >= 1, f'training.{f}', getattr(self, f), 'must be >= 1')
     _check(self.on_nonfinite in ('stop', 'skip'), 'training.on_nonfinite',
            self.on_nonfinite, "expected one of ['skip', 'stop']")
+    _check(self.on_watch in ('warn', 'stop'), 'training.on_watch',
+           self.on_watch, "expected one of ['stop', 'warn']")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -52,6 +52,10 @@ _EVAL_FOLD = 0x7FFFFFFF
 log = logging.getLogger('vgrow_jax')
 
 
+class WatchStop(RuntimeError):
+  """The method's watcher warned and ``training.on_watch`` is 'stop'."""
+
+
 def eval_latents(method: method_lib.Method, seed: int, num: int) -> jax.Array:
   """Fixed latents for evaluation, so that eval metrics are comparable over loops."""
   key = jax.random.fold_in(jax.random.PRNGKey(seed), _EVAL_FOLD)
@@ -185,6 +189,9 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str) -> Dict[str, Any]:
     FloatingPointError: with ``training.on_nonfinite='stop'``, a non-finite
       loss, particle or parameter, naming the outer loop and the quantity;
       the last good checkpoint is kept.
+    WatchStop: with ``training.on_watch='stop'``, the method's watcher
+      warned (its warning and the checkpoint kept in the message); that
+      loop's checkpoint is not saved.
   """
   # --- Mesh: a device count that does not fit is a config error, before any compile.
   mesh = sharding_lib.make_mesh(cfg)
@@ -285,6 +292,12 @@ def _train_and_evaluate(cfg: config_lib.Config, workdir: str, mesh: jax.sharding
       warning = check(done, scalars) if check else ''
       if warning:
         log.warning(warning)
+        if tc.on_watch == 'stop':
+          ckpt.close()
+          kept = (f'outer loop {last_saved}' if last_saved is not None else 'none yet')
+          raise WatchStop(f'{warning}. Stopped before saving loop {done} '
+                          f"(training.on_watch='stop'); the last checkpoint ({kept}) is "
+                          f'kept in {ckpt.directory}')
       t_mark, loop_mark = time.time(), done
     if tc.figure_every and (done % tc.figure_every == 0 or last):
       # Every process generates (a collective); process 0 draws.
