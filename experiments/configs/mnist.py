@@ -28,7 +28,8 @@ which stay balanced without it, λ = 10 cost 2–3 FID points at 60 minutes
 one FID point and 2.8 FCD (24.3 / 17.12 against 23.2 / 14.29). When D's
 loss falls from log 4 = 1.386 to below a quarter of it (D has won),
 ``vgrow-train`` logs a warning naming the loop; resume a checkpoint from
-before it with the penalty or a smaller η.
+before it with the penalty or a smaller η (``--config.training.on_watch=stop``
+stops the run at the warning, keeping the checkpoints from before it).
 At 32×32, η = 30 throughout broke the same way after about 70 CPU-minutes
 (seed 0, loop ~1,550; FID 21.7 at 60 minutes, 361.8 at 90), hence the η
 schedule below. The 28×28 figures above were taken with η = 30 throughout,
