@@ -46,7 +46,8 @@ nz = 128 as the official code.
 VGrow: the official MNIST settings (``official.py``: pool 20 × 64, T = 20,
 η = 0.5, RMSprop 1e-4) scaled to the CPU: pool 4 × 64, T = 5, U = 1, L = 3,
 η = 0.5 with clipping to [-1, 1], RMSprop 2e-4, no decay, samples from an EMA
-of G (β = 0.99). L = 3 because with one pass G does not catch up with its
+of G (β = 0.99; on the DCGAN pair at 60 CPU-minutes β = 0.98 / 0.99 / 0.995
+gave FID 21.4 / 21.7 / 23.1, and G itself 22.8). L = 3 because with one pass G does not catch up with its
 moved particles; Jeffreys (``mnist.py:vgrow:jeffreys``) is its best
 divergence here. With the MLP nets VGrow's D is spectrally normalised on
 2·x (``D_INPUT_SCALE``, as the toys' D), because an unconstrained MLP D
