@@ -157,6 +157,11 @@ def _summary(cfg: config_lib.Config, dataset: data_lib.Dataset, loop: int,
   return ', '.join(parts)
 
 
+def _kept(last_saved: Optional[int]) -> str:
+  """The checkpoint a stopped run keeps, in words."""
+  return f'outer loop {last_saved}' if last_saved is not None else 'none yet'
+
+
 def _stopped(cfg: config_lib.Config, ckpt: checkpoint_lib.Checkpointer, signal_name: str,
              done: int, t_start: float, metrics: Dict[str, Any]) -> Dict[str, Any]:
   summary = (f'{signal_name} received: stopped after outer loop {done}/'
@@ -248,10 +253,9 @@ def _train_and_evaluate(cfg: config_lib.Config, workdir: str, mesh: jax.sharding
     done = loop + 1
     bad = guard.non_finite(names, finite)  # waits for the loop to finish
     if bad and tc.on_nonfinite == 'stop':
-      kept = (f'outer loop {last_saved}' if last_saved is not None else 'none yet')
       raise FloatingPointError(
           f'non-finite {guard.describe(bad)} at outer loop {done}; stopped, the last '
-          f'good checkpoint ({kept}) is kept in {ckpt.directory} '
+          f'good checkpoint ({_kept(last_saved)}) is kept in {ckpt.directory} '
           "(training.on_nonfinite='skip' skips such loops instead)")
     if bad:
       skipped += 1
@@ -294,10 +298,9 @@ def _train_and_evaluate(cfg: config_lib.Config, workdir: str, mesh: jax.sharding
         log.warning(warning)
         if tc.on_watch == 'stop':
           ckpt.close()
-          kept = (f'outer loop {last_saved}' if last_saved is not None else 'none yet')
-          raise WatchStop(f'{warning}. Stopped before saving loop {done} '
-                          f"(training.on_watch='stop'); the last checkpoint ({kept}) is "
-                          f'kept in {ckpt.directory}')
+          raise WatchStop(f"{warning}. Stopped before saving loop {done} (training.on_watch="
+                          f"'stop'); the last checkpoint ({_kept(last_saved)}) is kept in "
+                          f'{ckpt.directory}')
       t_mark, loop_mark = time.time(), done
     if tc.figure_every and (done % tc.figure_every == 0 or last):
       # Every process generates (a collective); process 0 draws.
