@@ -141,7 +141,9 @@ def test_conv_report_sums_training_seconds_over_resumes_and_tabulates(tmp_path):
       {'loop': 600, 'eval_fid': 41.3, **ev},                      # newest record wins
       {'loop': 1190, 'eval_fcd': 1.0, **{k: v for k, v in ev.items() if k != 'eval_fcd'}},
       {'loop': 1190, 'eval_fid': 24.2, 'eval_d_gap': 0.12, **ev},
-      {'loop': 1190, 'eval_fid': 1.0, **{**ev, 'protocol': {'sampling': 'refit'}}}]  # refined
+      {'loop': 1190, 'eval_fid': 1.0, **{**ev, 'protocol': {'sampling': 'refit'}}},  # refined
+      {'loop': 1190, 'eval_fid': 2.0, **{**ev, 'protocol': {'latent_seed': 2}}},  # other latents
+      {'loop': 600, 'eval_fid': 41.3, **{**ev, 'protocol': {'latent_seed': 1}}}]  # the run's
   w = tmp_path / 'run'
   w.mkdir()
   (w / 'metrics.jsonl').write_text('\n'.join(json.dumps(r) for r in recs) + '\n')
@@ -164,5 +166,49 @@ def test_conv_report_sums_training_seconds_over_resumes_and_tabulates(tmp_path):
             'd_gradient_penalty_center': center}},
         'model': {'arch': 'resnet_sn'}, 'training': {'seed': 0}}))
     assert conv_report.rows(str(w))[0]['note'] == f' η 0.5 {label}'
+  # η's schedule follows η (config.json stores it as lists).
+  (w / 'config.json').write_text(json.dumps({
+      'method': 'vgrow', 'methods': {'vgrow': {
+          'divergence': 'jeffreys', 'step_size': 30.0, 'step_size_schedule': [[1400, 15.0]]}},
+      'model': {'arch': 'dcgan'}, 'training': {'seed': 0}}))
+  assert conv_report.rows(str(w))[0]['note'] == ' η 30 → 15 from 1,400'
   with pytest.raises(FileNotFoundError, match='not a training workdir'):
     conv_report.rows(str(tmp_path))
+
+
+def test_conv_report_by_sampler_keys_on_sampler_and_latent_seed_and_averages(tmp_path):
+  from benchmarks import conv_report  # pylint: disable=g-import-not-at-top
+  ev = {'eval_kid': 0.001, 'eval_kid_std': 0.0001, 'eval_class_tv': 0.04,
+        'eval_precision': 0.7, 'eval_recall': 0.9, 'eval_inception_kid': 0.01,
+        'eval_inception_kid_std': 0.0006}
+  flow = 'G(z) + 5 flow steps'
+
+  def rec(fid, fcd, score, **protocol):
+    return {'loop': 1321, 'eval_fid': fid, 'eval_fcd': fcd, 'eval_classifier_score': score,
+            **ev, 'protocol': protocol}
+
+  recs = [{'loop': 1321, 'elapsed_sec': 3600.0},
+          rec(99.0, 9.0, 1.0),                                  # superseded by the next
+          rec(21.7, 4.7, 7.2),                                  # plain, the run's seed (1)
+          rec(22.7, 5.7, 7.0, latent_seed=2),
+          rec(20.0, 5.5, 7.6, latent_seed=1, sampling=flow),
+          rec(19.0, 6.5, 7.4, latent_seed=2, sampling=flow),
+          {'loop': 1321, 'eval_fcd': 1.0}]                      # no FID: not tabulated
+  w = tmp_path / 'run'
+  w.mkdir()
+  (w / 'metrics.jsonl').write_text('\n'.join(json.dumps(r) for r in recs) + '\n')
+  (w / 'config.json').write_text(json.dumps({
+      'method': 'sngan', 'model': {'arch': 'dcgan'}, 'training': {'seed': 1}}))
+  table = conv_report.sampler_rows(str(w))
+  assert [(r['sampler'], r['latent_seed'], r['eval_fid']) for r in table] == [
+      ('G(z)', 1, 21.7), ('G(z)', 2, 22.7), (flow, 1, 20.0), (flow, 2, 19.0)]
+  means = {m['sampler']: m for m in conv_report.sampler_means(table)}
+  assert means['G(z)']['latent_seeds'] == [1, 2]
+  assert means['G(z)']['eval_fid'] == pytest.approx(22.2)
+  assert means['G(z)']['eval_fcd'] == pytest.approx(5.2)
+  assert means[flow]['eval_classifier_score'] == pytest.approx(7.5)
+  text = conv_report.sampler_markdown(table).splitlines()
+  assert text[4] == ('| `sngan,dcgan` | 1 | 1,321 | G(z) + 5 flow steps | 1 | 20.0 '
+                     '| 0.0100 ± 0.0006 | 5.50 | 7.60 | 0.040 | 0.70 / 0.90 |')
+  assert text[-2] == '| `sngan,dcgan` | 1 | 1,321 | G(z) | 1, 2 | 22.20 | 5.20 | 7.10 | 0.040 |'
+  assert text[-1].startswith('| `sngan,dcgan` | 1 | 1,321 | G(z) + 5 flow steps | 1, 2 | 19.50 |')
