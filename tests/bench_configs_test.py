@@ -39,9 +39,9 @@ def test_mnist_config_parses_method_variant_and_arch():
       0.5, 30.0, 0.5)
   assert set(mnist.CONV_STEP_SIZE) == set(mnist.CONV_D_PENALTY) == set(
       mnist.CONV_STEP_SCHEDULE) == set(mnist.ARCHS) - {'mlp'}
-  # The DCGAN pair halves η at loop 700 (its D wins past ~1,550 loops at 30); the others keep it.
+  # The DCGAN pair halves η at loop 1,400 (its D wins past ~1,550 loops at 30); the others keep it.
   assert (vg.hparams.step_size_schedule, conv.hparams.step_size_schedule,
-          resnet.hparams.step_size_schedule) == ((), ((700, 15.0),), ())
+          resnet.hparams.step_size_schedule) == ((), ((1400, 15.0),), ())
   # The SN-ResNet D gets a zero-centred gradient penalty (λ 1); the others none.
   assert (resnet.hparams.d_gradient_penalty, resnet.hparams.d_gradient_penalty_center) == (
       1.0, 0.0)

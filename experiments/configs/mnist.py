@@ -62,13 +62,17 @@ at 10 CPU-minutes its FCD was 311 / 259 / 186 / 73 at η = 0.5 / 4 / 10 / 30
 start faster (FID 37.7 / 33.2 against 40.1 at 30 CPU-minutes) but end level
 (23.6 / 24.0 against 23.7 at 60); G at RMSprop 4e-4 gave FID 22.6 / 24.8
 on seeds 0 / 1 against 24.2 / 23.7, no gain beyond the seed spread.
-From loop 700 on the DCGAN pair moves at η = 15 (``CONV_STEP_SCHEDULE``):
+From loop 1,400 on the DCGAN pair moves at η = 15 (``CONV_STEP_SCHEDULE``):
 at η = 30 throughout its D won between loops 1,500 and 1,600 (seed 0) and G
-collapsed (FID 361.8 at loop 1,929); with the switch both seeds stayed
-balanced to loop 1,929 (FID 20.1 / 20.9, FCD 4.33 / 4.22, score 7.57 /
-7.42), at a cost at loop 1,321 (seed 0 FID 23.0 against 21.7, FCD 4.98
-against 4.70; the runs are identical to loop 700). To keep η = 30:
-``--config.methods.vgrow.step_size_schedule='()'``.
+collapsed (FID 361.8 at loop 1,929). η = 15 from loop 1,400 kept that run
+balanced to loop 1,700 (D loss 1.381–1.385, where η = 30 met 0.21 at loop
+1,600). The switch came at loop 700 before: both seeds then stayed balanced
+to loop 1,929 (FID 20.1 / 20.9, FCD 4.33 / 4.22, score 7.57 / 7.42), but it
+cost 1.3 FID at loop 1,321, the 60 CPU-minutes of the benchmark (seed 0:
+23.0 against 21.7; FCD 4.98 against 4.70), so the first hour now runs at
+η = 30. The old schedule:
+``--config.methods.vgrow.step_size_schedule='((700, 15.0),)'``; η = 30
+throughout: ``step_size_schedule='()'``.
 SN-ResNet: the official η = 0.5 and a zero-centred gradient penalty on D,
 λ = 1 (``CONV_D_PENALTY``; docs/math.md). Its spectrally normalised D has a
 field 10–100× the DCGAN D's (norm 0.25–0.8 at η = 0.5, 1.3–5.6 at η = 2 and
@@ -113,7 +117,7 @@ STEPS_PER_LOOP = 20
 D_INPUT_SCALE = 2.0  # VGrow's SN MLP D sees c·x (module docstring)
 CONV_STEP_SIZE = {'dcgan': 30.0, 'resnet_sn': 0.5}  # VGrow's η by conv pair (module docstring)
 # η from a loop on, by conv pair (module docstring): the DCGAN pair's D wins past ~1,550 loops at 30.
-CONV_STEP_SCHEDULE = {'dcgan': ((700, 15.0),), 'resnet_sn': ()}
+CONV_STEP_SCHEDULE = {'dcgan': ((1400, 15.0),), 'resnet_sn': ()}
 # VGrow's zero-centred gradient penalty λ on D by conv pair (module docstring).
 CONV_D_PENALTY = {'dcgan': 0.0, 'resnet_sn': 1.0}
 _PIXEL_SCALE = 2.0 * (1024 / 784) ** 0.5
