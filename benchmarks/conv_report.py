@@ -32,7 +32,7 @@ latents:
 
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from absl import app
 from absl import flags
@@ -49,7 +49,10 @@ from vgrow_jax import train
 _FIGURE = flags.DEFINE_string('figure', '', 'PNG of one 8x8 sample grid per workdir.')
 _BY_SAMPLER = flags.DEFINE_boolean('by_sampler', False, 'One row per checkpoint, sampler and '
                                    'latent seed scored, then the means over latent seeds.')
-_SAMPLING = cli.define_sampling_flags()
+# vgrow-eval's sampling flags, defined only when this runs as a program: the
+# modules of vgrow-eval and vgrow-sample define the same names, and a process
+# that imports this module beside them (a test) must not define them twice.
+_SAMPLING: Optional[cli.SamplingFlags] = None
 
 PLAIN = 'G(z)'  # the sampler of a record without refined sampling
 
@@ -206,9 +209,10 @@ def main(argv):
   else:
     print(markdown([row for w in workdirs for row in rows(w)]))
   if _FIGURE.value:
-    figure(_FIGURE.value, workdirs, **_SAMPLING.overrides())
+    figure(_FIGURE.value, workdirs, **(_SAMPLING.overrides() if _SAMPLING else {}))
     print(f'sample grids: {_FIGURE.value}')
 
 
 if __name__ == '__main__':
+  _SAMPLING = cli.define_sampling_flags()
   app.run(main)

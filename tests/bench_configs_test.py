@@ -212,3 +212,11 @@ def test_conv_report_by_sampler_keys_on_sampler_and_latent_seed_and_averages(tmp
                      '| 0.0100 ± 0.0006 | 5.50 | 7.60 | 0.040 | 0.70 / 0.90 |')
   assert text[-2] == '| `sngan,dcgan` | 1 | 1,321 | G(z) | 1, 2 | 22.20 | 5.20 | 7.10 | 0.040 |'
   assert text[-1].startswith('| `sngan,dcgan` | 1 | 1,321 | G(z) + 5 flow steps | 1, 2 | 19.50 |')
+
+
+def test_conv_report_imports_beside_a_module_with_the_sampling_flags():
+  # vgrow-sample's module defines the sampling flags conv_report takes as a
+  # program; importing both in one process (as the test suite does) must work.
+  import experiments.sample  # pylint: disable=g-import-not-at-top,unused-import
+  from benchmarks import conv_report  # pylint: disable=g-import-not-at-top
+  assert conv_report._SAMPLING is None  # pylint: disable=protected-access
