@@ -26,7 +26,7 @@ latents:
 
   for s in 0 1 2; do vgrow-eval --workdir=W --classifier=C --latent_seed=$s; done
   for s in 0 1 2; do vgrow-eval --workdir=W --classifier=C --latent_seed=$s \
-      --sample_flow_steps=5 --sample_d_steps=1 --sample_d_batch_size=64; done
+      --sample_flow_steps=1 --sample_d_steps=1 --sample_d_batch_size=64; done
   python -m benchmarks.conv_report W --by_sampler
 """
 
@@ -204,12 +204,17 @@ def main(argv):
   workdirs = argv[1:]
   if not workdirs:
     raise app.UsageError('give one or more training workdirs')
+  sampling = {k: v for k, v in (_SAMPLING.overrides() if _SAMPLING else {}).items()
+              if v is not None}
+  if sampling and not _FIGURE.value:
+    raise app.UsageError(f'the sampling flags ({", ".join(sorted(sampling))}) draw the '
+                         '--figure grids; give --figure=PNG (the tables read the scored records)')
   if _BY_SAMPLER.value:
     print(sampler_markdown([row for w in workdirs for row in sampler_rows(w)]))
   else:
     print(markdown([row for w in workdirs for row in rows(w)]))
   if _FIGURE.value:
-    figure(_FIGURE.value, workdirs, **(_SAMPLING.overrides() if _SAMPLING else {}))
+    figure(_FIGURE.value, workdirs, **sampling)
     print(f'sample grids: {_FIGURE.value}')
 
 
