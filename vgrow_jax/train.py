@@ -247,80 +247,85 @@ def _train_and_evaluate(cfg: config_lib.Config, workdir: str, mesh: jax.sharding
   check = method.watch() if method.watch else None
 
   # --- Loop.
-  for loop in range(start, total):
-    t0 = time.time()
-    state, last_metrics, finite = step_fn(state, data_arrays)
-    done = loop + 1
-    bad = guard.non_finite(names, finite)  # waits for the loop to finish
-    if bad and tc.on_nonfinite == 'stop':
-      raise FloatingPointError(
-          f'non-finite {guard.describe(bad)} at outer loop {done}; stopped, the last '
-          f'good checkpoint ({_kept(last_saved)}) is kept in {ckpt.directory} '
-          "(training.on_nonfinite='skip' skips such loops instead)")
-    if bad:
-      skipped += 1
-      log.warning("outer loop %d: non-finite %s; skipped its update "
-                  "(training.on_nonfinite='skip')", done, guard.describe(bad))
-    if compile_s is None:
-      compile_s = time.time() - t0  # the first loop includes compilation
-      t_mark, loop_mark = time.time(), done
-      t_budget = t_mark  # the budget counts training after compilation
-    out_of_time = False
-    if tc.max_seconds:
-      jax.block_until_ready(state.step)  # time the work done, not the work queued
-      # Processes' clocks differ: all stop when any is out of time.
-      out_of_time = preemption.any_process(time.time() - t_budget >= tc.max_seconds)
-    last = done == total or out_of_time
-    if done % tc.log_every == 0 or last:
-      scalars = _scalars(last_metrics)
-      now = time.time()
-      rate = (done - loop_mark) / (now - t_mark) if done > loop_mark else float('nan')
-      ev, _ = evaluate(method, state, dataset, cfg)
-      record = {'loop': done, 'loops_per_sec': rate,
-                'eta_sec': (total - done) / rate if rate and rate == rate else None,
-                'elapsed_sec': now - t_start, 'compile_sec': compile_s,
-                'skipped_loops': skipped, **scalars, **ev}
-      if main:
-        with open(metrics_path, 'a') as f:
-          f.write(json.dumps(record) + '\n')
-      msg = f'loop {done}/{total} ({100 * done / total:.0f}%) {rate:.2f} loops/s'
-      if record['eta_sec'] is not None:
-        msg += f", ETA {record['eta_sec']:.0f} s"
-      msg += ' | ' + ' '.join(f'{k[6:]} {v:.4g}' for k, v in scalars.items()
-                              if k in ('train_d_loss', 'train_field_norm', 'train_g_loss'))
-      if 'eval_modes' in ev:
-        msg += (f" | modes {ev['eval_modes']}/{ev['eval_num_modes']}"
-                f" hq {100 * ev['eval_high_quality']:.1f}%"
-                f" rkl {ev['eval_reverse_kl']:.3f}")
-      log.info(msg)
-      warning = check(done, scalars) if check else ''
-      if warning:
-        log.warning(warning)
-        if tc.on_watch == 'stop':
-          ckpt.close()
-          raise WatchStop(f"{warning}. Stopped before saving loop {done} (training.on_watch="
-                          f"'stop'); the last checkpoint ({_kept(last_saved)}) is kept in "
-                          f'{ckpt.directory}')
-      t_mark, loop_mark = time.time(), done
-    if tc.figure_every and (done % tc.figure_every == 0 or last):
-      # Every process generates (a collective); process 0 draws.
-      grid = (generate(method, state, eval_latents(method, tc.seed, 64))
-              if len(dataset.shape) == 3 else None)
-      if main:
-        plotting.progress_figures(workdir, done, grid, metrics_path)
-    signal_name = stop.requested()
-    if done % tc.checkpoint_every == 0 or last or signal_name:
-      ckpt.save(done, state)
-      last_saved = done
-    if signal_name:
-      ckpt.close()
-      result = _stopped(cfg, ckpt, signal_name, done, t_start, last_metrics)
-      log.warning(result['summary'])
-      return result
-    if out_of_time:
-      log.info('Stopping at outer loop %d: the %.0f s budget (training.max_seconds) is spent',
-               done, tc.max_seconds)
-      break
+  # A stop by error closes the checkpointer first, so that a save still in
+  # flight finishes and the checkpoint the message names is on disk.
+  try:
+    for loop in range(start, total):
+      t0 = time.time()
+      state, last_metrics, finite = step_fn(state, data_arrays)
+      done = loop + 1
+      bad = guard.non_finite(names, finite)  # waits for the loop to finish
+      if bad and tc.on_nonfinite == 'stop':
+        raise FloatingPointError(
+            f'non-finite {guard.describe(bad)} at outer loop {done}; stopped, the last '
+            f'good checkpoint ({_kept(last_saved)}) is kept in {ckpt.directory} '
+            "(training.on_nonfinite='skip' skips such loops instead)")
+      if bad:
+        skipped += 1
+        log.warning("outer loop %d: non-finite %s; skipped its update "
+                    "(training.on_nonfinite='skip')", done, guard.describe(bad))
+      if compile_s is None:
+        compile_s = time.time() - t0  # the first loop includes compilation
+        t_mark, loop_mark = time.time(), done
+        t_budget = t_mark  # the budget counts training after compilation
+      out_of_time = False
+      if tc.max_seconds:
+        jax.block_until_ready(state.step)  # time the work done, not the work queued
+        # Processes' clocks differ: all stop when any is out of time.
+        out_of_time = preemption.any_process(time.time() - t_budget >= tc.max_seconds)
+      last = done == total or out_of_time
+      if done % tc.log_every == 0 or last:
+        scalars = _scalars(last_metrics)
+        now = time.time()
+        rate = (done - loop_mark) / (now - t_mark) if done > loop_mark else float('nan')
+        ev, _ = evaluate(method, state, dataset, cfg)
+        record = {'loop': done, 'loops_per_sec': rate,
+                  'eta_sec': (total - done) / rate if rate and rate == rate else None,
+                  'elapsed_sec': now - t_start, 'compile_sec': compile_s,
+                  'skipped_loops': skipped, **scalars, **ev}
+        if main:
+          with open(metrics_path, 'a') as f:
+            f.write(json.dumps(record) + '\n')
+        msg = f'loop {done}/{total} ({100 * done / total:.0f}%) {rate:.2f} loops/s'
+        if record['eta_sec'] is not None:
+          msg += f", ETA {record['eta_sec']:.0f} s"
+        msg += ' | ' + ' '.join(f'{k[6:]} {v:.4g}' for k, v in scalars.items()
+                                if k in ('train_d_loss', 'train_field_norm', 'train_g_loss'))
+        if 'eval_modes' in ev:
+          msg += (f" | modes {ev['eval_modes']}/{ev['eval_num_modes']}"
+                  f" hq {100 * ev['eval_high_quality']:.1f}%"
+                  f" rkl {ev['eval_reverse_kl']:.3f}")
+        log.info(msg)
+        warning = check(done, scalars) if check else ''
+        if warning:
+          log.warning(warning)
+          if tc.on_watch == 'stop':
+            raise WatchStop(f"{warning}. Stopped before saving loop {done} (training.on_watch="
+                            f"'stop'); the last checkpoint ({_kept(last_saved)}) is kept in "
+                            f'{ckpt.directory}')
+        t_mark, loop_mark = time.time(), done
+      if tc.figure_every and (done % tc.figure_every == 0 or last):
+        # Every process generates (a collective); process 0 draws.
+        grid = (generate(method, state, eval_latents(method, tc.seed, 64))
+                if len(dataset.shape) == 3 else None)
+        if main:
+          plotting.progress_figures(workdir, done, grid, metrics_path)
+      signal_name = stop.requested()
+      if done % tc.checkpoint_every == 0 or last or signal_name:
+        ckpt.save(done, state)
+        last_saved = done
+      if signal_name:
+        ckpt.close()
+        result = _stopped(cfg, ckpt, signal_name, done, t_start, last_metrics)
+        log.warning(result['summary'])
+        return result
+      if out_of_time:
+        log.info('Stopping at outer loop %d: the %.0f s budget (training.max_seconds) is spent',
+                 done, tc.max_seconds)
+        break
+  except (FloatingPointError, WatchStop):
+    ckpt.close()
+    raise
 
   # --- Final evaluation, figures, summary.
   ev, samples = evaluate(method, state, dataset, cfg)
