@@ -98,6 +98,21 @@ def _run_facts(workdir: str) -> Dict[str, Any]:
   return {'spec': f"{method},{cfg['model']['arch']}", 'note': note, 'seed': cfg['training']['seed']}
 
 
+def _scored(records: List[Dict[str, Any]], seed: int) -> Dict[Any, Dict[str, Any]]:
+  """The newest Inception-scored record per (checkpoint, sampler, latent seed).
+
+  The sampler is the record's ``protocol['sampling']`` (``PLAIN`` without
+  one); the latent seed its ``protocol['latent_seed']`` (``seed``, the run's,
+  for records that do not name one).
+  """
+  scored = {}
+  for r in records:
+    if 'eval_fid' in r:
+      p = r.get('protocol', {})
+      scored[(r['loop'], p.get('sampling', PLAIN), p.get('latent_seed', seed))] = r
+  return scored
+
+
 def rows(workdir: str) -> List[Dict[str, Any]]:
   """The newest Inception-scored record per checkpoint, with the run's facts.
 
@@ -106,33 +121,16 @@ def rows(workdir: str) -> List[Dict[str, Any]]:
   """
   records = _records(workdir)
   facts = _run_facts(workdir)
-  scored = {}
-  for r in records:
-    p = r.get('protocol', {})
-    if ('eval_fid' in r and 'sampling' not in p
-        and p.get('latent_seed', facts['seed']) == facts['seed']):
-      scored[r['loop']] = r
   return [{**facts, 'seconds': training_seconds(records, loop), **r}
-          for loop, r in sorted(scored.items())]
+          for (loop, sampler, latent_seed), r in sorted(_scored(records, facts['seed']).items())
+          if sampler == PLAIN and latent_seed == facts['seed']]
 
 
 def sampler_rows(workdir: str) -> List[Dict[str, Any]]:
-  """The newest Inception-scored record per (checkpoint, sampler, latent seed).
-
-  The sampler is the record's ``protocol['sampling']`` (``PLAIN`` without
-  one); the latent seed its ``protocol['latent_seed']`` (the run's seed for
-  records that do not name one). Sorted by checkpoint, sampler, latent seed.
-  """
-  records = _records(workdir)
+  """Every record of ``_scored`` with the run's facts, by checkpoint, sampler, latent seed."""
   facts = _run_facts(workdir)
-  scored = {}
-  for r in records:
-    if 'eval_fid' in r:
-      p = r.get('protocol', {})
-      key = (r['loop'], p.get('sampling', PLAIN), p.get('latent_seed', facts['seed']))
-      scored[key] = r
   return [{**facts, 'sampler': k[1], 'latent_seed': k[2], **r}
-          for k, r in sorted(scored.items())]
+          for k, r in sorted(_scored(_records(workdir), facts['seed']).items())]
 
 
 _METRICS = ('eval_fid', 'eval_fcd', 'eval_classifier_score', 'eval_class_tv')
@@ -149,6 +147,14 @@ def sampler_means(table: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
           for k, g in groups.items()]
 
 
+def _metric_cells(r: Dict[str, Any]) -> str:
+  """FID, Inception KID ± std, FCD, score, class TV and precision / recall, as table cells."""
+  return (f"{r['eval_fid']:.1f} | {r['eval_inception_kid']:.4f} ± "
+          f"{r['eval_inception_kid_std']:.4f} | {r['eval_fcd']:.2f} "
+          f"| {r['eval_classifier_score']:.2f} | {r['eval_class_tv']:.3f} "
+          f"| {r['eval_precision']:.2f} / {r['eval_recall']:.2f}")
+
+
 def sampler_markdown(table: List[Dict[str, Any]]) -> str:
   out = ['| spec | seed | outer loop | sampler | latent seed | FID | Inception KID | FCD '
          '| score | class TV | precision / recall |',
@@ -156,10 +162,7 @@ def sampler_markdown(table: List[Dict[str, Any]]) -> str:
   for r in table:
     out.append(
         f"| `{r['spec']}`{r['note']} | {r['seed']} | {r['loop']:,} | {r['sampler']} "
-        f"| {r['latent_seed']} | {r['eval_fid']:.1f} | {r['eval_inception_kid']:.4f} ± "
-        f"{r['eval_inception_kid_std']:.4f} | {r['eval_fcd']:.2f} "
-        f"| {r['eval_classifier_score']:.2f} | {r['eval_class_tv']:.3f} "
-        f"| {r['eval_precision']:.2f} / {r['eval_recall']:.2f} |")
+        f"| {r['latent_seed']} | {_metric_cells(r)} |")
   out += ['', '| spec | seed | outer loop | sampler | latent seeds | mean FID | mean FCD '
           '| mean score | mean class TV |', '|---|---|---|---|---|---|---|---|---|']
   for r in sampler_means(table):
@@ -179,10 +182,7 @@ def markdown(table: List[Dict[str, Any]]) -> str:
     gap = f"{r['eval_d_gap']:.2f}" if 'eval_d_gap' in r else '—'
     out.append(
         f"| `{r['spec']}`{r['note']} | {r['seed']} | {r['loop']:,}, {r['seconds']:,.0f} "
-        f"| {r['eval_fid']:.1f} | {r['eval_inception_kid']:.4f} ± "
-        f"{r['eval_inception_kid_std']:.4f} | {r['eval_fcd']:.2f} "
-        f"| {r['eval_classifier_score']:.2f} | {r['eval_class_tv']:.3f} "
-        f"| {r['eval_precision']:.2f} / {r['eval_recall']:.2f} | {gap} |")
+        f"| {_metric_cells(r)} | {gap} |")
   return '\n'.join(out)
 
 
