@@ -214,6 +214,45 @@ def test_trainer_logs_the_methods_watch_warnings_at_log_points(tmp_path, caplog,
   assert warnings == ['warned at 4; resume']
 
 
+def test_a_resumed_run_gives_the_watcher_its_logged_history_first(tmp_path, monkeypatch):
+  from vgrow_jax import particle_phase
+  seen = []
+
+  def fake_watch(remedy=''):
+    return lambda loop, scalars: seen.append((loop, scalars['train_d_loss'])) or ''
+
+  monkeypatch.setattr(particle_phase, 'watch_discriminator', fake_watch)
+  wd = str(tmp_path / 'run')
+  train.train_and_evaluate(tiny(4), wd)
+  logged = [(r['loop'], r['train_d_loss']) for r in map(json.loads, open(f'{wd}/metrics.jsonl'))]
+  assert [loop for loop, _ in logged] == [2, 4] and seen == logged
+  seen.clear()
+  train.train_and_evaluate(tiny(6), wd)  # resumes at loop 4
+  assert seen[:2] == logged and [loop for loop, _ in seen] == [2, 4, 6]
+
+
+def test_watch_replay_takes_the_newest_record_per_loop_and_skips_cut_lines(tmp_path):
+  from vgrow_jax import particle_phase
+  path = tmp_path / 'metrics.jsonl'
+  lines = [{'loop': 100, 'train_d_loss': 1.38}, {'loop': 200, 'train_d_loss': 0.2},  # abandoned
+           {'loop': 200, 'train_d_loss': 1.37},  # the same loop, logged again after a resume
+           {'loop': 200, 'eval_fcd': 5.0},  # vgrow-eval's record: no training scalars
+           {'loop': 300, 'train_d_loss': 1.38}]  # past the restored checkpoint
+  path.write_text(''.join(json.dumps(r) + '\n' for r in lines) + '{"loop": 250, "train_d')
+  seen = []
+  train._replay_watch(lambda loop, r: seen.append((loop, r['train_d_loss'])), str(path), 200)
+  assert seen == [(100, 1.38), (200, 1.37)]
+  # The real watcher, given a balanced history, warns at the first loop after the
+  # restore where D has won; without the history it cannot.
+  for replay in (True, False):
+    check = particle_phase.watch_discriminator()
+    if replay:
+      train._replay_watch(check, str(path), 200)
+    warning = check(300, {'train_d_loss': 0.2, 'train_field_norm': 1.0})
+    assert warning.startswith('outer loop 300: D separates') == replay, (replay, warning)
+  train._replay_watch(lambda *a: 1 / 0, str(tmp_path / 'absent.jsonl'), 200)  # no file: no calls
+
+
 def test_on_watch_stop_raises_before_saving_the_loop_it_warned_at(tmp_path, monkeypatch):
   from vgrow_jax import particle_phase
 

@@ -157,6 +157,30 @@ def _summary(cfg: config_lib.Config, dataset: data_lib.Dataset, loop: int,
   return ', '.join(parts)
 
 
+def _replay_watch(check: Any, metrics_path: str, upto: int) -> None:
+  """Feeds a method's watcher the training records logged up to loop ``upto``.
+
+  The newest record of each loop counts (a run resumed from an earlier
+  checkpoint logs those loops again), in loop order. What the watcher returns
+  is dropped: those warnings were logged when their loops ran. A line cut off
+  by a kill is skipped.
+  """
+  if not os.path.isfile(metrics_path):
+    return
+  by_loop: Dict[int, Dict[str, Any]] = {}
+  with open(metrics_path) as f:
+    for line in f:
+      try:
+        r = json.loads(line)
+      except json.JSONDecodeError:
+        continue
+      loop = r.get('loop') if isinstance(r, dict) else None
+      if isinstance(loop, int) and loop <= upto and any(k.startswith('train_') for k in r):
+        by_loop[loop] = r
+  for loop in sorted(by_loop):
+    check(loop, by_loop[loop])
+
+
 def _kept(last_saved: Optional[int]) -> str:
   """The checkpoint a stopped run keeps, in words."""
   return f'outer loop {last_saved}' if last_saved is not None else 'none yet'
@@ -245,6 +269,11 @@ def _train_and_evaluate(cfg: config_lib.Config, workdir: str, mesh: jax.sharding
   last_metrics: Dict[str, Any] = {}
   t_mark, loop_mark, compile_s, skipped = None, start, None, 0
   check = method.watch() if method.watch else None
+  if check and start:
+    # The watcher warns only once D has been balanced: a resumed run gives it
+    # the run's logged history, or a break that begins within the first log
+    # interval after the restored checkpoint would pass without a warning.
+    _replay_watch(check, metrics_path, start)
 
   # --- Loop.
   # A stop by error closes the checkpointer first, so that a save still in
