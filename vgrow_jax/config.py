@@ -325,6 +325,8 @@ class TrainingConfig:
       may collapse): 'warn' (log it, go on) or 'stop' (log it and raise
       before that loop's checkpoint is saved, so that the checkpoints from
       before the warning are kept and none is rotated out for a broken one).
+      A resumed run gives the watcher the losses logged in the workdir's
+      metrics.jsonl up to the restored loop first.
     max_seconds: a wall-clock budget for the training of one invocation,
       counted from the end of its first (compiling) outer loop; 0 = none.
       Training stops after the first outer loop that ends past it, and that
