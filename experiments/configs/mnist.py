@@ -67,7 +67,10 @@ at η = 30 throughout its D won between loops 1,500 and 1,600 (seed 0) and G
 collapsed (FID 361.8 at loop 1,929). η = 15 from loop 1,400 kept that run
 balanced to loop 1,700 (D loss 1.381–1.385, where η = 30 met 0.21 at loop
 1,600). The switch came at loop 700 before: both seeds then stayed balanced
-to loop 1,929 (FID 20.1 / 20.9, FCD 4.33 / 4.22, score 7.57 / 7.42), but it
+to loop 1,929 (FID 20.1 / 20.9, FCD 4.33 / 4.22, score 7.57 / 7.42; seed 0,
+resumed, broke before loop 2,000 and collapsed by 2,572, so η = 15 puts the
+break off, it does not remove it; ``training.on_watch=stop`` stops a run
+there with its checkpoints from before the break kept), but it
 cost 1.3 FID at loop 1,321, the 60 CPU-minutes of the benchmark (seed 0:
 23.0 against 21.7; FCD 4.98 against 4.70), so the first hour now runs at
 η = 30. The old schedule:
@@ -76,9 +79,10 @@ throughout: ``step_size_schedule='()'``.
 DCGAN samples: one more step of the flow at sampling (``vgrow-eval
 --sample_flow_steps=1 --sample_d_steps=1 --sample_d_batch_size=64``: D one
 logistic step, then each G(z) moves once at the training η) gave FID 19.1 /
-20.2 and FCD 4.80 / 5.94 at 60 CPU-minutes on seeds 0 / 1 (G(z): 22.0 / 23.8,
-5.44 / 5.77; SNGAN's G(z): 20.1 / 22.5, 7.05 / 6.77; means over latent sets),
-as G lags the particles it is fitted to; 5 steps raised FCD (6.19 /
+20.2 / 21.4 and FCD 4.80 / 5.94 / 5.54 at 60 CPU-minutes on seeds 0 / 1 / 2
+(G(z): 22.0 / 23.8 / 23.6, 5.44 / 5.77 / 5.69; SNGAN's G(z): 20.1 / 22.5 /
+25.1, 7.05 / 6.77 / 8.34; means over latent sets; seed 2 was run after the
+step count was fixed), as G lags the particles it is fitted to; 5 steps raised FCD (6.19 /
 8.86). Plain G(z) stays the default sampler, as the papers report it.
 SN-ResNet: the official η = 0.5 and a zero-centred gradient penalty on D,
 λ = 1 (``CONV_D_PENALTY``; docs/math.md). Its spectrally normalised D has a
