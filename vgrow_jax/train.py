@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import logging
 import jax
@@ -157,7 +157,8 @@ def _summary(cfg: config_lib.Config, dataset: data_lib.Dataset, loop: int,
   return ', '.join(parts)
 
 
-def _replay_watch(check: Any, metrics_path: str, upto: int) -> None:
+def _replay_watch(check: Callable[[int, Dict[str, Any]], str], metrics_path: str,
+                  upto: int) -> None:
   """Feeds a method's watcher the training records logged up to loop ``upto``.
 
   The newest record of each loop counts (a run resumed from an earlier
@@ -270,9 +271,11 @@ def _train_and_evaluate(cfg: config_lib.Config, workdir: str, mesh: jax.sharding
   t_mark, loop_mark, compile_s, skipped = None, start, None, 0
   check = method.watch() if method.watch else None
   if check and start:
-    # The watcher warns only once D has been balanced: a resumed run gives it
-    # the run's logged history, or a break that begins within the first log
-    # interval after the restored checkpoint would pass without a warning.
+    # The watcher warns only after D has been balanced. Without the run's
+    # logged history a break already under way at the restored checkpoint
+    # (no balanced log point after it) would pass without a warning. Every
+    # process reads the same file (the workdir is shared, as for orbax), so
+    # all of them decide alike.
     _replay_watch(check, metrics_path, start)
 
   # --- Loop.
