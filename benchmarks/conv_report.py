@@ -61,8 +61,7 @@ def _records(workdir: str) -> List[Dict[str, Any]]:
   path = os.path.join(workdir, train.METRICS_FILE)
   if not os.path.isfile(path):
     raise FileNotFoundError(f'{workdir!r} has no {train.METRICS_FILE}: not a training workdir')
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return train.read_metrics(path)
 
 
 def training_seconds(records: List[Dict[str, Any]], loop: int) -> float:

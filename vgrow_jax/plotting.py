@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import matplotlib
 
@@ -91,15 +90,13 @@ def grid_png(path: str, images: np.ndarray, *, ncol: int = 8) -> None:
   plt.imsave(path, _image_grid(images, ncol), cmap='gray', vmin=0, vmax=1)
 
 
-def loss_curves(path: str, metrics_path: str) -> None:
-  """Every ``train_*loss*`` series of a metrics.jsonl against the outer loop."""
+def loss_curves(path: str, records: Sequence[Mapping[str, Any]]) -> None:
+  """Every ``train_*loss*`` series of a run's metrics records against the outer loop."""
   series = {}
-  with open(metrics_path) as f:
-    for line in f:
-      r = json.loads(line)
-      for k, v in r.items():
-        if k.startswith('train_') and 'loss' in k and isinstance(v, (int, float)):
-          series.setdefault(k[6:], []).append((r['loop'], v))
+  for r in records:
+    for k, v in r.items():
+      if k.startswith('train_') and 'loss' in k and isinstance(v, (int, float)):
+        series.setdefault(k[6:], []).append((r['loop'], v))
   fig, ax = plt.subplots(figsize=(6, 4))
   for name, pts in sorted(series.items()):
     loops, vals = zip(*pts)
@@ -116,10 +113,11 @@ def loss_curves(path: str, metrics_path: str) -> None:
 
 
 def progress_figures(workdir: str, loop: int, grid: Optional[np.ndarray],
-                     metrics_path: str) -> None:
-  """``grids/loop_<loop>.png`` (when ``grid`` images are given) and ``losses.png``."""
+                     records: Sequence[Mapping[str, Any]]) -> None:
+  """``grids/loop_<loop>.png`` (when ``grid`` images are given) and ``losses.png``
+  (when the run has logged ``records``)."""
   if grid is not None:
     os.makedirs(os.path.join(workdir, 'grids'), exist_ok=True)
     grid_png(os.path.join(workdir, 'grids', f'loop_{loop:06d}.png'), grid)
-  if os.path.isfile(metrics_path):
-    loss_curves(os.path.join(workdir, 'losses.png'), metrics_path)
+  if records:
+    loss_curves(os.path.join(workdir, 'losses.png'), records)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import logging
 import jax
@@ -157,27 +157,39 @@ def _summary(cfg: config_lib.Config, dataset: data_lib.Dataset, loop: int,
   return ', '.join(parts)
 
 
-def _replay_watch(check: Callable[[int, Dict[str, Any]], str], metrics_path: str,
-                  upto: int) -> None:
-  """Feeds a method's watcher the training records logged up to loop ``upto``.
+def read_metrics(metrics_path: str) -> List[Dict[str, Any]]:
+  """The records of a ``metrics.jsonl``, in file order.
 
-  The newest record of each loop counts (a run resumed from an earlier
-  checkpoint logs those loops again), in loop order. What the watcher returns
-  is dropped: those warnings were logged when their loops ran. A line cut off
-  by a kill is skipped.
+  Blank lines and a line cut off by a kill (not JSON) are skipped, so that a
+  run killed while appending can still be resumed, plotted and reported.
   """
-  if not os.path.isfile(metrics_path):
-    return
-  by_loop: Dict[int, Dict[str, Any]] = {}
+  records = []
   with open(metrics_path) as f:
     for line in f:
       try:
         r = json.loads(line)
       except json.JSONDecodeError:
         continue
-      loop = r.get('loop') if isinstance(r, dict) else None
-      if isinstance(loop, int) and loop <= upto and any(k.startswith('train_') for k in r):
-        by_loop[loop] = r
+      if isinstance(r, dict):
+        records.append(r)
+  return records
+
+
+def _replay_watch(check: Callable[[int, Dict[str, Any]], str], metrics_path: str,
+                  upto: int) -> None:
+  """Feeds a method's watcher the training records logged up to loop ``upto``.
+
+  The newest record of each loop counts (a run resumed from an earlier
+  checkpoint logs those loops again), in loop order. What the watcher returns
+  is dropped: those warnings were logged when their loops ran.
+  """
+  if not os.path.isfile(metrics_path):
+    return
+  by_loop: Dict[int, Dict[str, Any]] = {}
+  for r in read_metrics(metrics_path):
+    loop = r.get('loop')
+    if isinstance(loop, int) and loop <= upto and any(k.startswith('train_') for k in r):
+      by_loop[loop] = r
   for loop in sorted(by_loop):
     check(loop, by_loop[loop])
 
@@ -341,7 +353,8 @@ def _train_and_evaluate(cfg: config_lib.Config, workdir: str, mesh: jax.sharding
         grid = (generate(method, state, eval_latents(method, tc.seed, 64))
                 if len(dataset.shape) == 3 else None)
         if main:
-          plotting.progress_figures(workdir, done, grid, metrics_path)
+          plotting.progress_figures(workdir, done, grid, read_metrics(metrics_path)
+                                    if os.path.isfile(metrics_path) else [])
       signal_name = stop.requested()
       if done % tc.checkpoint_every == 0 or last or signal_name:
         ckpt.save(done, state)
